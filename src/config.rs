@@ -1,0 +1,640 @@
+//! Configuration: a TOML file, typed, with a default and bounds for every key.
+//!
+//! Pure except for [`Config::load`], which reads one file. Unknown keys are refused (a typo
+//! must not silently fall back to a default); every error names the file, the key and the
+//! reason. Durations carry units (`"90s"`, `"5m"`, `"3d"`), sizes too (`"64KiB"`, `"10MB"`).
+//! The default configuration is `config/smsmta.toml`, embedded in the binary; it listens on
+//! loopback only and keeps the spool in `./spool`.
+//!
+//! Every key is documented in `docs/configuration.md`.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The embedded default configuration file (`config/smsmta.toml`).
+pub const DEFAULT_TOML: &str = include_str!("../config/smsmta.toml");
+
+/// A configuration error, naming the file, the key and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {reason}")]
+pub struct ConfigError {
+    /// The file the configuration came from (`<embedded>` for the default).
+    pub file: String,
+    /// The offending key, dotted (`sip.listen`), or a position when the TOML does not parse.
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Local SMS domains: mail to `<number>@<domain>` is a text for a handset.
+    pub domains: Vec<String>,
+    /// The spool root; relative paths are taken from the working directory.
+    pub spool_dir: PathBuf,
+    /// How long `serve` waits for work in flight at shutdown.
+    pub shutdown_timeout: Dur,
+    /// Spool tuning.
+    pub spool: SpoolConfig,
+    /// The SIP side.
+    pub sip: SipConfig,
+    /// The SMTP side.
+    pub smtp: SmtpConfig,
+    /// The subscriber registry.
+    pub registry: RegistryConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[spool]`: the write-ahead journal and queue files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Acknowledge from the write-ahead journal (group commit). When false every commit
+    /// writes its own queue file (tmp, fsync, rename, directory fsync) before it returns.
+    pub journal: bool,
+    /// Size at which the journal moves to a new segment file.
+    pub journal_segment_size: Size,
+    /// Most messages covered by one journal flush.
+    pub max_batch: usize,
+    /// Largest message the spool takes.
+    pub max_message_size: Size,
+}
+
+/// `[sip]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// UDP and TCP listen address.
+    pub listen: SocketAddr,
+    /// Sources allowed to send MESSAGE and REGISTER.
+    pub trusted_networks: Vec<Cidr>,
+}
+
+/// `[smtp]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Clients allowed to relay to domains that are not ours.
+    pub trusted_networks: Vec<Cidr>,
+}
+
+/// `[registry]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// The sqlite database; empty means `<spool_dir>/registry.sqlite`.
+    pub path: PathBuf,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace` (or a tracing filter directive).
+    pub level: String,
+}
+
+fn loopback() -> Vec<Cidr> {
+    vec![
+        Cidr {
+            addr: IpAddr::from([127, 0, 0, 0]),
+            prefix: 8,
+        },
+        Cidr {
+            addr: IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+            prefix: 128,
+        },
+    ]
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            domains: vec!["sms.localhost".into()],
+            spool_dir: PathBuf::from("./spool"),
+            shutdown_timeout: Dur(Duration::from_secs(10)),
+            spool: SpoolConfig::default(),
+            sip: SipConfig::default(),
+            smtp: SmtpConfig::default(),
+            registry: RegistryConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            journal: true,
+            journal_segment_size: Size(16 << 20),
+            max_batch: 512,
+            max_message_size: Size(10 << 20),
+        }
+    }
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5063)),
+            trusted_networks: loopback(),
+        }
+    }
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2525)),
+            trusted_networks: loopback(),
+        }
+    }
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            path: PathBuf::new(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the file cannot be read, does not parse, has an unknown key, or a
+    /// value is out of bounds.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            key: "(file)".into(),
+            reason: e.to_string(),
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// The embedded default configuration.
+    ///
+    /// # Errors
+    /// Only if the embedded file is broken, which a unit test rules out.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Config::parse(DEFAULT_TOML, "<embedded config/smsmta.toml>")
+    }
+
+    /// Parses and validates TOML text; `file` names its origin in errors.
+    ///
+    /// # Errors
+    /// [`ConfigError`] as for [`Config::load`].
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let key = match e.span() {
+                Some(span) => {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}")
+                }
+                None => "(toml)".into(),
+            };
+            ConfigError {
+                file: file.into(),
+                key,
+                reason: e.message().trim().to_string(),
+            }
+        })?;
+        cfg.validate().map_err(|(key, reason)| ConfigError {
+            file: file.into(),
+            key: key.into(),
+            reason,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Checks every bound. Returns the key and the reason of the first violation.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.domains.is_empty() {
+            return Err(("domains", "at least one local SMS domain is needed".into()));
+        }
+        for d in &self.domains {
+            if !is_domain(d) {
+                return Err(("domains", format!("{d:?} is not a domain name")));
+            }
+        }
+        if self.spool_dir.as_os_str().is_empty() {
+            return Err(("spool_dir", "must not be empty".into()));
+        }
+        bound(
+            "shutdown_timeout",
+            self.shutdown_timeout.0,
+            Duration::from_millis(100),
+            Duration::from_secs(600),
+        )?;
+        bound_num(
+            "spool.journal_segment_size",
+            self.spool.journal_segment_size.0,
+            64 << 10,
+            1 << 30,
+        )?;
+        bound_num("spool.max_batch", self.spool.max_batch as u64, 1, 65_536)?;
+        bound_num(
+            "spool.max_message_size",
+            self.spool.max_message_size.0,
+            1 << 10,
+            crate::spool::queue_file::MAX_SECTION as u64,
+        )?;
+        if self.log.level.trim().is_empty() {
+            return Err(("log.level", "must not be empty".into()));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ("log.level", e.to_string()))?;
+        Ok(())
+    }
+
+    /// The registry database path, with the default applied.
+    pub fn registry_path(&self) -> PathBuf {
+        if self.registry.path.as_os_str().is_empty() {
+            self.spool_dir.join("registry.sqlite")
+        } else {
+            self.registry.path.clone()
+        }
+    }
+
+    /// The effective configuration as TOML (for `check-config`).
+    pub fn to_toml(&self) -> String {
+        let mut effective = self.clone();
+        effective.registry.path = self.registry_path();
+        toml::to_string_pretty(&effective).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+
+    /// Whether `domain` (any case, with or without a trailing dot) is one of ours.
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        let d = domain.strip_suffix('.').unwrap_or(domain);
+        self.domains.iter().any(|x| x.eq_ignore_ascii_case(d))
+    }
+}
+
+fn bound(
+    key: &'static str,
+    v: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), (&'static str, String)> {
+    if v < min || v > max {
+        return Err((
+            key,
+            format!("{} is out of bounds ({} to {})", Dur(v), Dur(min), Dur(max)),
+        ));
+    }
+    Ok(())
+}
+
+fn bound_num(key: &'static str, v: u64, min: u64, max: u64) -> Result<(), (&'static str, String)> {
+    if v < min || v > max {
+        return Err((key, format!("{v} is out of bounds ({min} to {max})")));
+    }
+    Ok(())
+}
+
+fn is_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// A duration written with a unit: `ms`, `s`, `m`, `h`, `d` (e.g. `"90s"`, `"5m"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl FromStr for Dur {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("{s:?} has no unit (use ms, s, m, h or d)"))?;
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} does not start with a whole number"))?;
+        let ms = match unit.trim() {
+            "ms" => Some(n),
+            "s" => n.checked_mul(1_000),
+            "m" | "min" => n.checked_mul(60_000),
+            "h" => n.checked_mul(3_600_000),
+            "d" => n.checked_mul(86_400_000),
+            other => return Err(format!("unknown unit {other:?} (use ms, s, m, h or d)")),
+        }
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+        Ok(Dur(Duration::from_millis(ms)))
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        let units = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1_000, "s"),
+        ];
+        for (n, u) in units {
+            if ms >= n && ms.is_multiple_of(n) {
+                return write!(f, "{}{u}", ms / n);
+            }
+        }
+        write!(f, "{ms}ms")
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A size in bytes, written with a unit: `B`, `KB`, `KiB`, `MB`, `MiB`, `GB`, `GiB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Size(pub u64);
+
+impl FromStr for Size {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} does not start with a whole number"))?;
+        let mult: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KB" | "kB" => 1_000,
+            "KiB" => 1 << 10,
+            "MB" => 1_000_000,
+            "MiB" => 1 << 20,
+            "GB" => 1_000_000_000,
+            "GiB" => 1 << 30,
+            other => {
+                return Err(format!(
+                    "unknown size unit {other:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
+                ));
+            }
+        };
+        n.checked_mul(mult)
+            .map(Size)
+            .ok_or_else(|| format!("{s:?} is too large"))
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, u) in [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
+            if self.0 >= n && self.0.is_multiple_of(n) {
+                return write!(f, "{}{u}", self.0 / n);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+impl Serialize for Size {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Size(n)),
+            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// An address block, `192.0.2.0/24` or `::1/128` (a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// The network address.
+    pub addr: IpAddr,
+    /// The prefix length.
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` lies in this block. IPv4-mapped IPv6 addresses match IPv4 blocks.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether any block in `nets` holds `ip`.
+pub fn trusted(nets: &[Cidr], ip: IpAddr) -> bool {
+    nets.iter().any(|n| n.contains(ip))
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address or address/prefix"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: prefix must be 0 to {max}"))?,
+            None => max,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid_and_equals_the_code_defaults() {
+        let cfg = Config::embedded().unwrap();
+        assert_eq!(cfg, Config::default());
+        assert_eq!(cfg.sip.listen, "127.0.0.1:5063".parse().unwrap());
+        assert_eq!(cfg.smtp.listen, "127.0.0.1:2525".parse().unwrap());
+        assert_eq!(cfg.domains, vec!["sms.localhost".to_string()]);
+        assert_eq!(
+            cfg.registry_path(),
+            PathBuf::from("./spool/registry.sqlite")
+        );
+    }
+
+    #[test]
+    fn empty_file_gives_every_default() {
+        assert_eq!(Config::parse("", "x.toml").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_file_and_key() {
+        let e =
+            Config::parse("[sip]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", "a.toml").unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("a.toml: line 3:"), "{s}");
+        assert!(s.contains("lisen"), "{s}");
+    }
+
+    #[test]
+    fn out_of_bounds_value_names_the_key() {
+        let e = Config::parse("[spool]\nmax_batch = 0\n", "b.toml").unwrap_err();
+        assert_eq!(e.key, "spool.max_batch");
+        assert_eq!(e.file, "b.toml");
+        let e = Config::parse("shutdown_timeout = \"2h\"\n", "b.toml").unwrap_err();
+        assert_eq!(e.key, "shutdown_timeout");
+    }
+
+    #[test]
+    fn bad_domain_and_bad_network_are_refused() {
+        assert_eq!(
+            Config::parse("domains = [\"a b\"]", "c").unwrap_err().key,
+            "domains"
+        );
+        let e = Config::parse("[smtp]\ntrusted_networks = [\"10.0.0.0/33\"]", "c").unwrap_err();
+        assert!(e.reason.contains("prefix"), "{e}");
+        assert!(Config::parse("domains = []", "c").is_err());
+    }
+
+    #[test]
+    fn durations_and_sizes_need_units() {
+        assert_eq!("90s".parse::<Dur>().unwrap().0, Duration::from_secs(90));
+        assert_eq!("3d".parse::<Dur>().unwrap().0, Duration::from_secs(259_200));
+        assert_eq!(
+            "250ms".parse::<Dur>().unwrap().0,
+            Duration::from_millis(250)
+        );
+        assert!("90".parse::<Dur>().is_err());
+        assert!("5 weeks".parse::<Dur>().is_err());
+        assert_eq!("64KiB".parse::<Size>().unwrap().0, 65_536);
+        assert_eq!("10MB".parse::<Size>().unwrap().0, 10_000_000);
+        assert!("3 parsecs".parse::<Size>().is_err());
+        assert_eq!(Dur(Duration::from_secs(300)).to_string(), "5m");
+        assert_eq!(Size(65_536).to_string(), "64KiB");
+    }
+
+    #[test]
+    fn cidr_matching() {
+        let n: Cidr = "10.1.0.0/16".parse().unwrap();
+        assert!(n.contains("10.1.200.3".parse().unwrap()));
+        assert!(!n.contains("10.2.0.1".parse().unwrap()));
+        assert!(n.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.5".parse().unwrap()));
+        let v6: Cidr = "::1".parse().unwrap();
+        assert!(v6.contains("::1".parse().unwrap()));
+        assert!(!v6.contains("127.0.0.1".parse().unwrap()));
+        assert!(trusted(
+            &Config::default().smtp.trusted_networks,
+            "127.0.0.1".parse().unwrap()
+        ));
+        assert!(!trusted(
+            &Config::default().smtp.trusted_networks,
+            "192.0.2.1".parse().unwrap()
+        ));
+    }
+
+    #[test]
+    fn local_domains_ignore_case_and_trailing_dot() {
+        let c = Config::default();
+        assert!(c.is_local_domain("SMS.LocalHost."));
+        assert!(!c.is_local_domain("localhost"));
+    }
+
+    #[test]
+    fn effective_config_round_trips() {
+        let c = Config::default();
+        let text = c.to_toml();
+        let back = Config::parse(&text, "printed").unwrap();
+        assert_eq!(back.registry_path(), c.registry_path());
+        assert_eq!(back.sip, c.sip);
+    }
+}

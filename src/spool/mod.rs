@@ -1,0 +1,623 @@
+//! The Postfix-style spool: queue directories on disk, the only hand-off between the front
+//! doors (SIP, SMTP, `inject`) and delivery.
+//!
+//! **Durability.** A message is *committed* when [`Writer::commit`] returns `Ok`; only then may
+//! a listener acknowledge it (SMTP 250, SIP 202). There are two commit paths:
+//!
+//! * *direct* ([`Spool::commit_direct`]): write `tmp/ID`, `fsync` it, `rename` it to
+//!   `incoming/ID`, `fsync` the `incoming` directory. One file creation per message; this is
+//!   what `smsmta inject` uses, and the server when `[spool] journal = false`.
+//! * *journal* ([`journal`]): append the encoded queue file to a write-ahead journal with group
+//!   commit (one `fdatasync` covers every message that arrived while the previous flush ran),
+//!   acknowledge, then write the queue file into `incoming/` in the background and advance a
+//!   checkpoint. Start-up recovery replays what the checkpoint does not cover.
+//!   docs/decisions/0002-journal-group-commit.md has the measurements behind this.
+//!
+//! Either way nothing partial is ever visible in a message queue: files are complete and
+//! synced in `tmp/` before the rename. Per-recipient state updates ([`Spool::rewrite`]) also
+//! write a new file and rename it over the old one, so a crash leaves the old state or the new.
+//!
+//! **Trust.** Queue files are decoded with [`queue_file::QueueFile::decode`], which detects
+//! truncation and damage; a file that fails goes to `corrupt/`. IDs from the command line are
+//! validated by [`QueueId::parse`] before they become paths.
+//!
+//! **Errors.** Every disk error comes back as [`SpoolError`]; [`SpoolError::is_temporary`] tells
+//! listeners to answer with a temporary refusal (SMTP 451 4.3.0, SIP 503 + Retry-After).
+//!
+//! **Concurrency.** The server and the `queue`/`inject` commands may work on the spool at the
+//! same time: every change is a rename or an atomic rewrite, and a command that races with the
+//! server sees either the old or the new place of a message.
+
+pub mod admin;
+pub mod inject;
+pub mod journal;
+pub mod layout;
+pub mod queue_file;
+pub mod queue_id;
+pub mod recover;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::info;
+
+pub use layout::Queue;
+pub use queue_file::{Envelope, Origin, OriginKind, QueueFile, RcptState, Recipient};
+pub use queue_id::QueueId;
+
+/// A spool error. Disk errors are temporary for the sender: the message was not accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpoolError {
+    /// A file-system operation failed (ENOSPC, EIO, EACCES, ...).
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The system error.
+        source: io::Error,
+    },
+    /// The message is larger than `[spool] max_message_size`.
+    #[error("message of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The size offered.
+        size: u64,
+        /// The configured limit.
+        max: u64,
+    },
+    /// The queue file could not be encoded.
+    #[error("encode: {0}")]
+    Encode(#[from] queue_file::EncodeError),
+    /// No message with this ID is in any queue.
+    #[error("{0}: no such message")]
+    NotFound(QueueId),
+    /// A message with this ID already exists (an ID collision; never overwritten).
+    #[error("{0}: a message with this id already exists")]
+    Exists(QueueId),
+    /// The message's file does not decode.
+    #[error("{id}: corrupt queue file: {reason}")]
+    Corrupt {
+        /// The message.
+        id: QueueId,
+        /// What is wrong.
+        reason: queue_file::DecodeError,
+    },
+    /// The operation does not apply to a message in this queue.
+    #[error("{id}: message is in {queue}, cannot {op}")]
+    WrongQueue {
+        /// The message.
+        id: QueueId,
+        /// Where it is.
+        queue: Queue,
+        /// What was asked.
+        op: &'static str,
+    },
+    /// The journal writer has stopped (shutdown or a fatal error).
+    #[error("spool journal is not running")]
+    Closed,
+}
+
+impl SpoolError {
+    /// Whether the sender should try again later (disk trouble, shutdown) rather than give up.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            SpoolError::Io { .. } | SpoolError::Closed | SpoolError::Exists(_) => true,
+            SpoolError::TooLarge { .. }
+            | SpoolError::Encode(_)
+            | SpoolError::NotFound(_)
+            | SpoolError::Corrupt { .. }
+            | SpoolError::WrongQueue { .. } => false,
+        }
+    }
+
+    /// The underlying OS error kind, if this is an I/O error.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            SpoolError::Io { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SpoolError {
+        let path = path.to_path_buf();
+        move |source| SpoolError::Io { op, path, source }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The spool: a root directory with one directory per queue.
+#[derive(Debug)]
+pub struct Spool {
+    root: PathBuf,
+    ids: queue_id::IdGenerator,
+    max_message_size: u64,
+}
+
+impl Spool {
+    /// Opens (and creates, mode 0700) the spool at `root`.
+    ///
+    /// # Errors
+    /// [`SpoolError::Io`] when a directory cannot be created.
+    pub fn open(root: impl Into<PathBuf>, max_message_size: u64) -> Result<Spool, SpoolError> {
+        let root = root.into();
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true).mode(0o700);
+        builder
+            .create(&root)
+            .map_err(SpoolError::io("create directory", &root))?;
+        for q in Queue::ALL {
+            let d = q.dir(&root);
+            builder
+                .create(&d)
+                .map_err(SpoolError::io("create directory", &d))?;
+        }
+        let j = layout::journal_dir(&root);
+        builder
+            .create(&j)
+            .map_err(SpoolError::io("create directory", &j))?;
+        Ok(Spool {
+            root,
+            ids: queue_id::IdGenerator::new(),
+            max_message_size,
+        })
+    }
+
+    /// The spool root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The largest message this spool accepts.
+    pub fn max_message_size(&self) -> u64 {
+        self.max_message_size
+    }
+
+    /// A fresh queue ID.
+    pub fn new_id(&self) -> QueueId {
+        self.ids.next_id()
+    }
+
+    /// Builds a queue file for a new message with a fresh ID, every recipient due now.
+    pub fn new_message(
+        &self,
+        sender: &str,
+        recipients: &[String],
+        message: Vec<u8>,
+        origin: Origin,
+        lifetime_secs: u64,
+    ) -> QueueFile {
+        let now = now_unix();
+        QueueFile {
+            envelope: Envelope {
+                id: queue_file::QueueIdField(self.new_id()),
+                sender: sender.to_string(),
+                recipients: recipients.iter().map(|r| Recipient::new(r, now)).collect(),
+                arrival: now,
+                expires: now.saturating_add(lifetime_secs),
+                origin,
+            },
+            message,
+            original: Vec::new(),
+        }
+    }
+
+    /// The path of `id` in `queue`.
+    pub fn path(&self, queue: Queue, id: QueueId) -> PathBuf {
+        queue.path(&self.root, id)
+    }
+
+    /// Encodes a file for the spool, enforcing the size limit.
+    ///
+    /// # Errors
+    /// [`SpoolError::TooLarge`] or [`SpoolError::Encode`].
+    pub fn encode(&self, file: &QueueFile) -> Result<Vec<u8>, SpoolError> {
+        let size = (file.message.len() + file.original.len()) as u64;
+        if size > self.max_message_size {
+            return Err(SpoolError::TooLarge {
+                size,
+                max: self.max_message_size,
+            });
+        }
+        Ok(file.encode()?)
+    }
+
+    /// Writes `bytes` to a new file in `tmp/` (mode 0600), optionally fsyncing it.
+    pub(crate) fn write_tmp(
+        &self,
+        id: QueueId,
+        bytes: &[u8],
+        sync: bool,
+    ) -> Result<PathBuf, SpoolError> {
+        let path = self.path(Queue::Tmp, id);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(SpoolError::io("create", &path))?;
+        let res = f
+            .write_all(bytes)
+            .map_err(SpoolError::io("write", &path))
+            .and_then(|()| {
+                if sync {
+                    f.sync_all().map_err(SpoolError::io("fsync", &path))
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(e) = res {
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(path)
+    }
+
+    /// Renames a synced tmp file into `queue` without replacing an existing message.
+    /// The caller fsyncs the directory.
+    pub(crate) fn publish(&self, tmp: &Path, id: QueueId, queue: Queue) -> Result<(), SpoolError> {
+        if self.find(id).is_some() {
+            let _ = fs::remove_file(tmp);
+            return Err(SpoolError::Exists(id));
+        }
+        let dest = self.path(queue, id);
+        fs::rename(tmp, &dest).map_err(|e| {
+            let _ = fs::remove_file(tmp);
+            SpoolError::io("rename", &dest)(e)
+        })
+    }
+
+    /// fsyncs a queue directory so that renames into or out of it are durable.
+    ///
+    /// # Errors
+    /// [`SpoolError::Io`].
+    pub fn sync_dir(&self, queue: Queue) -> Result<(), SpoolError> {
+        sync_dir(&queue.dir(&self.root))
+    }
+
+    /// Commits one message by itself: tmp file, fsync, rename into `incoming/`, directory fsync.
+    /// Returns only when the message is durable.
+    ///
+    /// # Errors
+    /// [`SpoolError`]; nothing is left in `incoming/` on error.
+    pub fn commit_direct(&self, file: &QueueFile) -> Result<QueueId, SpoolError> {
+        let bytes = self.encode(file)?;
+        let id = file.id();
+        let tmp = self.write_tmp(id, &bytes, true)?;
+        self.publish(&tmp, id, Queue::Incoming)?;
+        self.sync_dir(Queue::Incoming)?;
+        log_queued(file, bytes.len());
+        Ok(id)
+    }
+
+    /// Which queue holds `id`, if any.
+    pub fn find(&self, id: QueueId) -> Option<Queue> {
+        Queue::MESSAGE_QUEUES
+            .into_iter()
+            .find(|q| fs::symlink_metadata(self.path(*q, id)).is_ok())
+    }
+
+    /// Reads and decodes `id` from `queue`.
+    ///
+    /// # Errors
+    /// [`SpoolError::NotFound`], [`SpoolError::Io`] or [`SpoolError::Corrupt`].
+    pub fn read(&self, queue: Queue, id: QueueId) -> Result<QueueFile, SpoolError> {
+        let path = self.path(queue, id);
+        let bytes = fs::read(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                SpoolError::NotFound(id)
+            } else {
+                SpoolError::io("read", &path)(e)
+            }
+        })?;
+        let file =
+            QueueFile::decode(&bytes).map_err(|reason| SpoolError::Corrupt { id, reason })?;
+        if file.id() != id {
+            return Err(SpoolError::Corrupt {
+                id,
+                reason: queue_file::DecodeError::Envelope(format!(
+                    "file holds message {}",
+                    file.id()
+                )),
+            });
+        }
+        Ok(file)
+    }
+
+    /// Finds and reads `id` wherever it is.
+    ///
+    /// # Errors
+    /// As [`Spool::read`].
+    pub fn load(&self, id: QueueId) -> Result<(Queue, QueueFile), SpoolError> {
+        // A message may move between find and read (the server is running); look twice.
+        for _ in 0..3 {
+            let q = self.find(id).ok_or(SpoolError::NotFound(id))?;
+            match self.read(q, id) {
+                Err(SpoolError::NotFound(_)) => continue,
+                other => return other.map(|f| (q, f)),
+            }
+        }
+        Err(SpoolError::NotFound(id))
+    }
+
+    /// Replaces the file of `id` in `queue` atomically (new file, fsync, rename over, fsync the
+    /// directory): a crash leaves the old state or the new one.
+    ///
+    /// # Errors
+    /// [`SpoolError`]; the old file is untouched on error.
+    pub fn rewrite(&self, queue: Queue, file: &QueueFile) -> Result<(), SpoolError> {
+        let id = file.id();
+        let dest = self.path(queue, id);
+        if fs::symlink_metadata(&dest).is_err() {
+            return Err(SpoolError::NotFound(id));
+        }
+        let bytes = file.encode()?;
+        // A distinct tmp name: tmp/ID may be in use by a concurrent first commit elsewhere.
+        let tmp = self
+            .root
+            .join(Queue::Tmp.dir_name())
+            .join(format!("{id}.{}.rw", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(SpoolError::io("create", &tmp))?;
+        let res = f
+            .write_all(&bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(SpoolError::io("write", &tmp))
+            .and_then(|()| fs::rename(&tmp, &dest).map_err(SpoolError::io("rename", &dest)));
+        if let Err(e) = res {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        self.sync_dir(queue)
+    }
+
+    /// Moves `id` from one queue to another (one rename, then both directories fsynced).
+    ///
+    /// # Errors
+    /// [`SpoolError::NotFound`] when it is not in `from`; [`SpoolError::Io`].
+    pub fn move_to(&self, id: QueueId, from: Queue, to: Queue) -> Result<(), SpoolError> {
+        let src = self.path(from, id);
+        let dst = self.path(to, id);
+        if fs::symlink_metadata(&dst).is_ok() {
+            return Err(SpoolError::Exists(id));
+        }
+        fs::rename(&src, &dst).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                SpoolError::NotFound(id)
+            } else {
+                SpoolError::io("rename", &dst)(e)
+            }
+        })?;
+        self.sync_dir(to)?;
+        self.sync_dir(from)
+    }
+
+    /// Removes `id` from `queue` and fsyncs the directory.
+    ///
+    /// # Errors
+    /// [`SpoolError::NotFound`] or [`SpoolError::Io`].
+    pub fn remove(&self, queue: Queue, id: QueueId) -> Result<(), SpoolError> {
+        let p = self.path(queue, id);
+        fs::remove_file(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                SpoolError::NotFound(id)
+            } else {
+                SpoolError::io("unlink", &p)(e)
+            }
+        })?;
+        self.sync_dir(queue)
+    }
+
+    /// The IDs in `queue`, sorted (= arrival order). Names that are not IDs are skipped.
+    ///
+    /// # Errors
+    /// [`SpoolError::Io`] when the directory cannot be read.
+    pub fn list(&self, queue: Queue) -> Result<Vec<QueueId>, SpoolError> {
+        let dir = queue.dir(&self.root);
+        let mut ids: Vec<QueueId> = fs::read_dir(&dir)
+            .map_err(SpoolError::io("read directory", &dir))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|n| QueueId::parse(n).ok()))
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+}
+
+/// fsyncs a directory.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(SpoolError::io("fsync directory", dir))
+}
+
+/// The Postfix-style log line for a newly committed message.
+pub(crate) fn log_queued(file: &QueueFile, size: usize) {
+    let e = &file.envelope;
+    info!(
+        queue_id = %e.id.0,
+        "{}: from=<{}>, size={}, nrcpt={} (queue active), origin={:?} {}",
+        e.id.0,
+        e.sender,
+        size,
+        e.recipients.len(),
+        e.origin.kind,
+        e.origin.peer
+    );
+}
+
+/// How callers commit: directly, or through the journal's group commit. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    spool: Arc<Spool>,
+    journal: Option<journal::Handle>,
+}
+
+impl Writer {
+    /// A writer that commits every message with its own file ([`Spool::commit_direct`]).
+    pub fn direct(spool: Arc<Spool>) -> Self {
+        Writer {
+            spool,
+            journal: None,
+        }
+    }
+
+    /// A writer that commits through a running journal.
+    pub fn journaled(spool: Arc<Spool>, journal: journal::Handle) -> Self {
+        Writer {
+            spool,
+            journal: Some(journal),
+        }
+    }
+
+    /// The spool.
+    pub fn spool(&self) -> &Arc<Spool> {
+        &self.spool
+    }
+
+    /// Commits `file`; returns once it is durable. Only then may the caller acknowledge.
+    ///
+    /// # Errors
+    /// [`SpoolError`]: nothing was accepted.
+    pub async fn commit(&self, file: QueueFile) -> Result<QueueId, SpoolError> {
+        match &self.journal {
+            Some(j) => j.commit(&self.spool, file).await,
+            None => {
+                let spool = Arc::clone(&self.spool);
+                tokio::task::spawn_blocking(move || spool.commit_direct(&file))
+                    .await
+                    .map_err(|_| SpoolError::Closed)?
+            }
+        }
+    }
+
+    /// As [`Writer::commit`], for threads outside the async runtime.
+    ///
+    /// # Errors
+    /// [`SpoolError`]: nothing was accepted.
+    pub fn commit_blocking(&self, file: QueueFile) -> Result<QueueId, SpoolError> {
+        match &self.journal {
+            Some(j) => j.commit_blocking(&self.spool, file),
+            None => self.spool.commit_direct(&file),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Origin {
+        Origin {
+            kind: OriginKind::Local,
+            peer: "test".into(),
+        }
+    }
+
+    #[test]
+    fn direct_commit_publishes_a_decodable_file_and_leaves_tmp_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let f = spool.new_message(
+            "a@b",
+            &["1555@sms.localhost".into()],
+            b"hi".to_vec(),
+            origin(),
+            60,
+        );
+        let id = spool.commit_direct(&f).unwrap();
+        assert_eq!(spool.find(id), Some(Queue::Incoming));
+        assert_eq!(spool.read(Queue::Incoming, id).unwrap(), f);
+        assert!(spool.list(Queue::Tmp).unwrap().is_empty());
+    }
+
+    #[test]
+    fn oversized_message_is_refused_before_any_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1024).unwrap();
+        let f = spool.new_message("", &["x@y".into()], vec![b'a'; 2000], origin(), 60);
+        let e = spool.commit_direct(&f).unwrap_err();
+        assert!(matches!(e, SpoolError::TooLarge { .. }));
+        assert!(!e.is_temporary());
+        assert!(spool.list(Queue::Incoming).unwrap().is_empty());
+    }
+
+    #[test]
+    fn commit_does_not_overwrite_an_existing_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let f = spool.new_message("", &["x@y".into()], b"one".to_vec(), origin(), 60);
+        spool.commit_direct(&f).unwrap();
+        let mut g = f.clone();
+        g.message = b"two".to_vec();
+        assert!(matches!(
+            spool.commit_direct(&g),
+            Err(SpoolError::Exists(_))
+        ));
+        assert_eq!(spool.read(Queue::Incoming, f.id()).unwrap().message, b"one");
+        assert!(spool.list(Queue::Tmp).unwrap().is_empty());
+    }
+
+    #[test]
+    fn disk_error_is_temporary_and_nothing_reaches_incoming() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        // Replace tmp/ with a plain file: every create fails (ENOTDIR), as on a broken disk.
+        fs::remove_dir(dir.path().join("tmp")).unwrap();
+        fs::write(dir.path().join("tmp"), b"").unwrap();
+        let f = spool.new_message("", &["x@y".into()], b"m".to_vec(), origin(), 60);
+        let e = spool.commit_direct(&f).unwrap_err();
+        assert!(e.is_temporary(), "{e}");
+        assert!(spool.list(Queue::Incoming).unwrap().is_empty());
+    }
+
+    #[test]
+    fn rewrite_replaces_state_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let mut f = spool.new_message("", &["x@y".into()], b"m".to_vec(), origin(), 60);
+        spool.commit_direct(&f).unwrap();
+        f.envelope.recipients[0].state = RcptState::Delivered;
+        f.envelope.recipients[0].attempts = 1;
+        spool.rewrite(Queue::Incoming, &f).unwrap();
+        assert_eq!(spool.read(Queue::Incoming, f.id()).unwrap(), f);
+        assert!(
+            fs::read_dir(dir.path().join("tmp"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn move_to_changes_the_queue_and_keeps_one_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let f = spool.new_message("", &["x@y".into()], b"m".to_vec(), origin(), 60);
+        let id = spool.commit_direct(&f).unwrap();
+        spool.move_to(id, Queue::Incoming, Queue::Hold).unwrap();
+        assert_eq!(spool.find(id), Some(Queue::Hold));
+        assert!(spool.list(Queue::Incoming).unwrap().is_empty());
+        assert!(matches!(
+            spool.move_to(id, Queue::Incoming, Queue::Hold),
+            Err(SpoolError::Exists(_)) | Err(SpoolError::NotFound(_))
+        ));
+    }
+}
