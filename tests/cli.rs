@@ -1,0 +1,315 @@
+//! End-to-end tests of the `smsmta` command on a temporary spool: `check-config`, `inject`,
+//! and `queue list|show|hold|release|flush|delete`, alone and while `serve` runs.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_smsmta");
+
+struct Env {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    spool: PathBuf,
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let config = dir.path().join("smsmta.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "domains = [\"sms.example.org\"]\nspool_dir = \"{}\"\nshutdown_timeout = \"5s\"\n[log]\nlevel = \"info\"\n",
+            spool.display()
+        ),
+    )
+    .unwrap();
+    Env {
+        _dir: dir,
+        config,
+        spool,
+    }
+}
+
+fn run(env: &Env, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&env.config)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(env: &Env, args: &[&str], stdin: &[u8]) -> String {
+    let out = run(env, args, stdin);
+    assert!(
+        out.status.success(),
+        "smsmta {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const MAIL: &[u8] = b"From: Alice <alice@example.org>\nTo: 15551234567@sms.example.org\nCc: bob@example.net\nBcc: carol@example.com\nSubject: hi\n\nhello there\n";
+
+fn inject(env: &Env, args: &[&str]) -> String {
+    let mut a = vec!["inject"];
+    a.extend_from_slice(args);
+    ok(env, &a, MAIL).trim().to_string()
+}
+
+fn json_list(env: &Env) -> serde_json::Value {
+    serde_json::from_str(&ok(env, &["queue", "list", "--json"], b"")).unwrap()
+}
+
+#[test]
+fn check_config_prints_effective_values_and_rejects_unknown_keys() {
+    let env = env();
+    let out = ok(&env, &["check-config"], b"");
+    assert!(out.contains("listen = \"127.0.0.1:5063\""), "{out}");
+    assert!(out.contains("sms.example.org"));
+    assert!(out.contains("registry.sqlite"));
+    // The embedded default, with no --config at all.
+    let out = Command::new(BIN).arg("check-config").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sms.localhost"));
+
+    std::fs::write(
+        &env.config,
+        "[smtp]\nlisten = \"127.0.0.1:25\"\nrelay_everything = true\n",
+    )
+    .unwrap();
+    let out = run(&env, &["check-config"], b"");
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("smsmta.toml") && err.contains("relay_everything"),
+        "{err}"
+    );
+}
+
+#[test]
+fn inject_commits_and_queue_list_and_show_describe_it() {
+    let env = env();
+    let id = inject(
+        &env,
+        &[
+            "--from",
+            "alice@example.org",
+            "--to",
+            "15551234567@sms.example.org",
+        ],
+    );
+    assert_eq!(id.len(), 20);
+    assert!(env.spool.join("incoming").join(&id).exists());
+
+    let list = ok(&env, &["queue", "list"], b"");
+    assert!(
+        list.contains(&id) && list.contains("alice@example.org"),
+        "{list}"
+    );
+    assert!(
+        list.contains("15551234567@sms.example.org [pending, 0 attempt(s)]"),
+        "{list}"
+    );
+
+    let v = json_list(&env);
+    assert_eq!(v[0]["id"], id);
+    assert_eq!(v[0]["queue"], "incoming");
+    assert_eq!(v[0]["recipients"][0]["state"], "pending");
+
+    let shown = ok(&env, &["queue", "show", &id], b"");
+    assert!(
+        shown.contains("\"sender\": \"alice@example.org\""),
+        "{shown}"
+    );
+    // Stored as RFC 5322 with CRLF line ends.
+    assert!(shown.contains("Subject: hi\r\n"), "{shown}");
+}
+
+#[test]
+fn inject_dash_t_takes_recipients_from_headers_and_drops_bcc() {
+    let env = env();
+    let id = inject(&env, &["-f", "alice@example.org", "-t"]);
+    let v = json_list(&env);
+    let rcpts: Vec<&str> = v[0]["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rcpts,
+        [
+            "15551234567@sms.example.org",
+            "bob@example.net",
+            "carol@example.com"
+        ]
+    );
+    let shown = ok(&env, &["queue", "show", &id], b"");
+    assert!(!shown.contains("Bcc:"), "{shown}");
+}
+
+#[test]
+fn inject_without_recipients_or_with_bad_ones_fails_and_queues_nothing() {
+    let env = env();
+    assert_eq!(
+        run(&env, &["inject", "-f", "a@b.c"], MAIL).status.code(),
+        Some(64)
+    );
+    assert_eq!(
+        run(&env, &["inject", "--to", "bad address@x"], MAIL)
+            .status
+            .code(),
+        Some(65)
+    );
+    let list = ok(&env, &["queue", "list"], b"");
+    assert!(list.contains("Mail queue is empty"), "{list}");
+}
+
+#[test]
+fn hold_release_flush_delete_move_the_message() {
+    let env = env();
+    let a = inject(&env, &["--to", "15551234567@sms.example.org"]);
+    let b = inject(&env, &["--to", "15551234568@sms.example.org"]);
+    ok(&env, &["queue", "hold", &a, &b], b"");
+    assert!(env.spool.join("hold").join(&a).exists());
+    assert!(env.spool.join("hold").join(&b).exists());
+    ok(&env, &["queue", "release", "--all"], b"");
+    assert!(env.spool.join("deferred").join(&a).exists());
+    ok(&env, &["queue", "flush", &a], b"");
+    assert!(env.spool.join("incoming").join(&a).exists());
+    ok(&env, &["queue", "delete", &a], b"");
+    assert!(!env.spool.join("incoming").join(&a).exists());
+    let v = json_list(&env);
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["id"], b.as_str());
+
+    // Unknown and malformed IDs fail with a message and a sysexits code.
+    let out = run(&env, &["queue", "delete", &a], b"");
+    assert_eq!(out.status.code(), Some(66));
+    let out = run(&env, &["queue", "show", "../../etc/passwd"], b"");
+    assert_eq!(out.status.code(), Some(64));
+}
+
+struct Server {
+    child: Child,
+}
+
+impl Server {
+    fn start(env: &Env) -> Server {
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&env.config)
+            .arg("serve")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("server did not report ready");
+            if line.contains("smsmta ready") {
+                break;
+            }
+        }
+        Server { child }
+    }
+
+    fn terminate(mut self) -> Duration {
+        let t = Instant::now();
+        let st = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "serve exited with {status}");
+                return t.elapsed();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn queue_commands_work_while_serve_runs_and_serve_stops_on_sigterm() {
+    let env = env();
+    let before = inject(&env, &["--to", "15551234567@sms.example.org"]);
+    // Leftovers a crash would leave: a tmp file and a message in active/.
+    std::fs::write(env.spool.join("tmp").join("partial"), b"half a message").unwrap();
+    std::fs::rename(
+        env.spool.join("incoming").join(&before),
+        env.spool.join("active").join(&before),
+    )
+    .unwrap();
+
+    let server = Server::start(&env);
+    // Recovery ran before "ready".
+    assert!(!env.spool.join("tmp").join("partial").exists());
+    assert!(env.spool.join("incoming").join(&before).exists());
+
+    // A second server on the same spool is refused.
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&env.config)
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another smsmta server"));
+
+    let during = inject(&env, &["--to", "15551234569@sms.example.org"]);
+    ok(&env, &["queue", "hold", &during], b"");
+    let v = json_list(&env);
+    let queues: Vec<(&str, &str)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["id"].as_str().unwrap(), e["queue"].as_str().unwrap()))
+        .collect();
+    assert!(
+        queues.contains(&(before.as_str(), "incoming")),
+        "{queues:?}"
+    );
+    assert!(queues.contains(&(during.as_str(), "hold")), "{queues:?}");
+    ok(&env, &["queue", "release", &during], b"");
+    ok(&env, &["queue", "delete", &before], b"");
+
+    let took = server.terminate();
+    assert!(took < Duration::from_secs(6), "shutdown took {took:?}");
+    assert!(env.spool.join("deferred").join(&during).exists());
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs every test: installs the third-party peers the interop tests need when they are
+# missing, then `cargo test` (everything that needs no peer), then the interop suite
+# (`cargo test -- --ignored`: each interop test fails, naming its peer, when the peer is
+# missing), then a bounded fuzz run of every decoder.
+#
+# Usage: bash tests/run-all.sh            (from the repository root or anywhere)
+# Env:   FUZZ_SECONDS=N   seconds per fuzz target (default 12; 0 skips fuzzing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n=== %s\n' "$*"; }
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+
+apt_install() {
+  # apt_install PACKAGE COMMAND: install PACKAGE from Debian when COMMAND is missing.
+  local pkg=$1 cmd=$2
+  if ! command -v "$cmd" >/dev/null 2>&1; then
+    log "installing $pkg (for $cmd)"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$pkg" >/dev/null \
+      || { $SUDO apt-get update -q >/dev/null && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$pkg" >/dev/null; }
+  fi
+}
+
+# --- third-party peers -------------------------------------------------------------------
+# Independent SMS PDU implementation for the codec cross-check (python-gsmmodem-new).
+if ! python3 -c 'import gsmmodem.pdu' >/dev/null 2>&1; then
+  log "installing python-gsmmodem-new from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check python-gsmmodem-new==0.13.0
+fi
+
+# --- unit, property and integration tests (no peers) ---------------------------------------
+log "cargo test"
+cargo test --all-targets
+
+# --- interop tests (real third-party peers) ------------------------------------------------
+log "interop tests (cargo test -- --ignored)"
+cargo test --test interop_pdu -- --ignored
+
+# --- bounded fuzzing ---------------------------------------------------------------------
+FUZZ_SECONDS=${FUZZ_SECONDS:-12}
+if [ "$FUZZ_SECONDS" != "0" ] && [ -d fuzz ]; then
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    log "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked --version 0.13.2 >/dev/null
+  fi
+  # cargo-fuzz passes nightly-only flags; RUSTC_BOOTSTRAP lets the stable 1.95 toolchain take them.
+  for target in $(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz list); do
+    log "fuzz $target for ${FUZZ_SECONDS}s"
+    (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 >/dev/null 2>fuzz-$target.log) \
+      || { tail -40 "fuzz/fuzz-$target.log"; echo "fuzz target $target found a crash"; exit 1; }
+    rm -f "fuzz/fuzz-$target.log"
+  done
+fi
+
+log "all tests passed"
