@@ -879,7 +879,7 @@ mod tests {
         let t = Timestamp::decode(&[0x42, 0x30, 0x50, 0x41, 0x70, 0x90, 0x40]).unwrap();
         assert_eq!(t.to_string(), "2024-03-05 14:07:09 +01:00");
         assert_eq!(t.encode(), [0x42, 0x30, 0x50, 0x41, 0x70, 0x90, 0x40]);
-        let neg = Timestamp::decode(&[0x02, 0x80, 0x62, 0x91, 0x73, 0x14, 0x08]).unwrap();
+        let neg = Timestamp::decode(&[0x20, 0x80, 0x62, 0x91, 0x73, 0x14, 0x08]).unwrap();
         assert_eq!(neg.tz_quarters, 0);
         assert_eq!(neg.to_string(), "2002-08-26 19:37:41 -00:00");
         assert_eq!(neg.encode()[6], 0x08);
