@@ -119,9 +119,13 @@ fn fresh(base: &Path, name: &str) -> PathBuf {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    // `cargo bench` passes --bench; ignore everything else.
+    // `cargo bench` passes --bench; without it (`cargo test --benches`) run one small round
+    // as a smoke test.
+    let args: Vec<String> = std::env::args().collect();
+    let smoke = !args.iter().any(|a| a == "--bench");
+    let quick = smoke || args.iter().any(|a| a == "--quick");
     let rounds = if quick { 1 } else { 3 };
+    let scale = if smoke { 20 } else { 1 };
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("spool-bench");
     let mut rows: Vec<Row> = [
         "(a) raw file: create+write+fsync+rename+dir fsync, 1 thread",
@@ -170,7 +174,7 @@ fn main() {
             .unwrap();
             let h = j.handle();
             let writer = Writer::journaled(Arc::clone(&spool), h.clone());
-            let rate = committers(&writer, threads, per);
+            let rate = committers(&writer, threads, per / scale);
             rows[row].values.push(rate);
             let stats = Arc::clone(h.stats());
             let committed = stats.committed.load(Ordering::Relaxed);

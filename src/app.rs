@@ -1,18 +1,28 @@
-//! The server: recovery, the spool writer, and (as later parts land) the listeners and the
-//! delivery worker, with a graceful shutdown.
+//! The server: the spool (recovery, journal), the registry, the SIP listeners, and (as later
+//! parts land) the SMTP listener and the delivery worker, with a graceful shutdown.
 //!
-//! `serve` takes the spool's lock (one server per spool), runs start-up recovery, starts the
-//! journal, then runs until `shutdown` completes; it then stops accepting, lets the journal
-//! commit and write out what it holds within `shutdown_timeout`, and returns.
+//! [`start`] takes the spool's lock (one server per spool), runs start-up recovery, starts the
+//! journal and the registry, binds the listeners (port 0 allowed: [`Running`] tells the
+//! addresses), and returns. [`Running::shutdown`] stops the listeners, lets requests in flight
+//! finish, then stops the journal within `shutdown_timeout`.
 
 use std::fs::OpenOptions;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tracing::info;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::broadcast;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::registry::{Registry, RegistryError};
+use crate::sip::listener;
+use crate::sip::service::{Reachable, Service};
 use crate::spool::{Spool, SpoolError, Writer, journal, recover};
 
 /// Why the server could not run.
@@ -22,19 +32,30 @@ pub enum AppError {
     /// The spool could not be opened or recovered.
     #[error("spool: {0}")]
     Spool(#[from] SpoolError),
+    /// The registry could not be opened.
+    #[error("{0}")]
+    Registry(#[from] RegistryError),
     /// Another server holds the spool's lock.
     #[error("{0}: another smsmta server is running on this spool")]
     Locked(String),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
     /// A task failed unexpectedly.
     #[error("internal: {0}")]
     Internal(String),
 }
 
 /// How long a message may wait for delivery before it is returned (RFC 5321 4.5.4.1 asks for
-/// 4-5 days; Postfix's `maximal_queue_lifetime` is 5d). Later configuration refines this.
+/// 4-5 days; Postfix's `maximal_queue_lifetime` is 5d), for local submissions.
 pub const DEFAULT_LIFETIME_SECS: u64 = 5 * 86_400;
 
-/// A running server's handles.
+/// The spool side of a running server: lock, writer, journal.
 pub struct Server {
     writer: Writer,
     journal: Option<journal::Journal>,
@@ -88,11 +109,153 @@ impl Server {
     }
 
     /// Stops the journal, waiting at most `timeout`.
-    pub fn stop(self, timeout: std::time::Duration) {
+    pub fn stop(self, timeout: Duration) {
         drop(self.writer);
         if let Some(j) = self.journal {
             j.shutdown(timeout);
         }
+    }
+}
+
+/// A running server.
+pub struct Running {
+    /// The SIP UDP address actually bound.
+    pub sip_udp: SocketAddr,
+    /// The SIP TCP address actually bound.
+    pub sip_tcp: SocketAddr,
+    /// The registry.
+    pub registry: Registry,
+    /// REGISTER notifications.
+    pub reachable: broadcast::Sender<Reachable>,
+    /// The spool writer.
+    pub writer: Writer,
+    server: Server,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+    timeout: Duration,
+}
+
+async fn bind_sip(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), AppError> {
+    // With port 0, UDP picks the port and TCP must get the same one; retry if it is taken.
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind { addr, source })?;
+        let bound = udp
+            .local_addr()
+            .map_err(|source| AppError::Bind { addr, source })?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(source) if addr.port() != 0 => {
+                return Err(AppError::Bind {
+                    addr: bound,
+                    source,
+                });
+            }
+            Err(_) => continue,
+        }
+    }
+    Err(AppError::Internal(format!(
+        "no free port for SIP UDP and TCP on {}",
+        addr.ip()
+    )))
+}
+
+/// Starts the server.
+///
+/// # Errors
+/// [`AppError`] when the spool, the registry or a listener cannot be set up.
+pub async fn start(config: Config) -> Result<Running, AppError> {
+    let cfg = Arc::new(config);
+    let c = Arc::clone(&cfg);
+    let server = tokio::task::spawn_blocking(move || Server::start(&c))
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))??;
+    let registry = Registry::open(cfg.registry_path(), cfg.openbts_path())?;
+    let (reachable, _) = broadcast::channel(1024);
+    let writer = server.writer().clone();
+    let service = Arc::new(Service::new(
+        Arc::clone(&cfg),
+        writer.clone(),
+        registry.clone(),
+        reachable.clone(),
+    ));
+    let (udp, tcp) = bind_sip(cfg.sip.listen).await?;
+    let sip_udp = udp
+        .local_addr()
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    let sip_tcp = tcp
+        .local_addr()
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    tasks.spawn(listener::run_udp(
+        Arc::new(udp),
+        Arc::clone(&service),
+        cfg.sip.max_in_flight,
+        shutdown.clone(),
+    ));
+    tasks.spawn(listener::run_tcp(
+        tcp,
+        Arc::clone(&service),
+        cfg.sip.max_connections,
+        cfg.sip.tcp_idle_timeout.0,
+        shutdown.clone(),
+    ));
+    {
+        let service = Arc::clone(&service);
+        let shutdown = shutdown.clone();
+        let every =
+            (cfg.sip.concat_timeout.0 / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(every) => service.sweep_parts().await,
+                }
+            }
+        });
+    }
+    info!(
+        "smsmta ready: spool {}, journal {}, domains {:?}, sip udp {sip_udp} tcp {sip_tcp}",
+        cfg.spool_dir.display(),
+        if cfg.spool.journal { "on" } else { "off" },
+        cfg.domains
+    );
+    Ok(Running {
+        sip_udp,
+        sip_tcp,
+        registry,
+        reachable,
+        writer,
+        server,
+        shutdown,
+        tasks,
+        timeout: cfg.shutdown_timeout.0,
+    })
+}
+
+impl Running {
+    /// Stops accepting, lets work in flight finish (within `shutdown_timeout`), stops the
+    /// journal.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        let drained = tokio::time::timeout(self.timeout, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!(
+                "listeners did not finish within {:?}; aborting them",
+                self.timeout
+            );
+            self.tasks.abort_all();
+        }
+        drop(self.writer);
+        let server = self.server;
+        let timeout = self.timeout;
+        let _ = tokio::task::spawn_blocking(move || server.stop(timeout)).await;
+        info!("stopped");
     }
 }
 
@@ -101,23 +264,10 @@ impl Server {
 /// # Errors
 /// [`AppError`] when start-up fails.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
-    let cfg = config.clone();
-    let server = tokio::task::spawn_blocking(move || Server::start(&cfg))
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))??;
-    info!(
-        "smsmta ready: spool {}, journal {}, domains {:?}",
-        config.spool_dir.display(),
-        if config.spool.journal { "on" } else { "off" },
-        config.domains
-    );
+    let running = start(config).await?;
     shutdown.await;
     info!("shutting down");
-    let timeout = config.shutdown_timeout.0;
-    tokio::task::spawn_blocking(move || server.stop(timeout))
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?;
-    info!("stopped");
+    running.shutdown().await;
     Ok(())
 }
 

@@ -35,14 +35,19 @@ pub struct ConfigError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Local SMS domains: mail to `<number>@<domain>` is a text for a handset.
+    /// Local SMS domains: mail to `<number>@<domain>` is a text for a handset. The first one
+    /// names the senders of texts that become mail.
     pub domains: Vec<String>,
+    /// This host's name, for Received lines, Message-IDs and the SMTP greeting.
+    pub hostname: String,
     /// The spool root; relative paths are taken from the working directory.
     pub spool_dir: PathBuf,
     /// How long `serve` waits for work in flight at shutdown.
     pub shutdown_timeout: Dur,
     /// Spool tuning.
     pub spool: SpoolConfig,
+    /// Message lifetimes.
+    pub queue: QueueConfig,
     /// The SIP side.
     pub sip: SipConfig,
     /// The SMTP side.
@@ -76,6 +81,61 @@ pub struct SipConfig {
     pub listen: SocketAddr,
     /// Sources allowed to send MESSAGE and REGISTER.
     pub trusted_networks: Vec<Cidr>,
+    /// The Request-URI user that means "the SMSC": the destination is then inside the SMS.
+    pub smsc_name: String,
+    /// Largest MESSAGE body accepted (413 beyond).
+    pub max_message_size: Size,
+    /// What to do with a MESSAGE from an IMSI the registry does not know: `reject` (403) or
+    /// `accept` (the sender becomes IMSI<digits>@domain).
+    pub unknown_imsi: UnknownImsi,
+    /// Requests processed at once per listener; beyond it, 503 with Retry-After.
+    pub max_in_flight: usize,
+    /// TCP connections at once.
+    pub max_connections: usize,
+    /// Retry-After sent with 503.
+    pub retry_after: Dur,
+    /// How long a MESSAGE answered 2xx is remembered by Call-ID, CSeq and From tag.
+    pub dedup_window: Dur,
+    /// T1, the round-trip estimate (RFC 3261: 500ms); transactions live 64*T1.
+    pub t1: Dur,
+    /// Client transaction timeout (Timer F); OpenBTS may take 40s to page a handset.
+    pub timer_f: Dur,
+    /// How long the parts of a concatenated SMS wait for the rest before going out with the
+    /// gap marked.
+    pub concat_timeout: Dur,
+    /// A Subject for mail made from SMS; empty for none.
+    pub subject: String,
+    /// Idle timeout of TCP connections.
+    pub tcp_idle_timeout: Dur,
+}
+
+/// What to do with a MESSAGE from an unknown IMSI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownImsi {
+    /// Answer 403.
+    Reject,
+    /// Accept it as IMSI<digits>@domain.
+    Accept,
+}
+
+/// `[queue]`: message lifetimes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// How long an SMS for a handset is kept trying (shortened by its validity period).
+    pub sms_lifetime: Dur,
+    /// How long mail for an e-mail recipient is kept trying.
+    pub mail_lifetime: Dur,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            sms_lifetime: Dur(Duration::from_secs(3 * 86_400)),
+            mail_lifetime: Dur(Duration::from_secs(5 * 86_400)),
+        }
+    }
 }
 
 /// `[smtp]`.
@@ -94,6 +154,13 @@ pub struct SmtpConfig {
 pub struct RegistryConfig {
     /// The sqlite database; empty means `<spool_dir>/registry.sqlite`.
     pub path: PathBuf,
+    /// An OpenBTS subscriber registry (sqlite with `sip_buddies` and `dialdata_table`), read
+    /// only, consulted after ours; empty for none.
+    pub openbts_path: PathBuf,
+    /// How long a REGISTER binding lasts when the request names no expiry.
+    pub default_expires: Dur,
+    /// The longest binding granted.
+    pub max_expires: Dur,
 }
 
 /// `[log]`.
@@ -121,9 +188,11 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             domains: vec!["sms.localhost".into()],
+            hostname: "localhost".into(),
             spool_dir: PathBuf::from("./spool"),
             shutdown_timeout: Dur(Duration::from_secs(10)),
             spool: SpoolConfig::default(),
+            queue: QueueConfig::default(),
             sip: SipConfig::default(),
             smtp: SmtpConfig::default(),
             registry: RegistryConfig::default(),
@@ -148,6 +217,18 @@ impl Default for SipConfig {
         SipConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5063)),
             trusted_networks: loopback(),
+            smsc_name: "smsc".into(),
+            max_message_size: Size(64 << 10),
+            unknown_imsi: UnknownImsi::Reject,
+            max_in_flight: 4096,
+            max_connections: 256,
+            retry_after: Dur(Duration::from_secs(5)),
+            dedup_window: Dur(Duration::from_secs(300)),
+            t1: Dur(Duration::from_millis(500)),
+            timer_f: Dur(Duration::from_secs(32)),
+            concat_timeout: Dur(Duration::from_secs(1800)),
+            subject: String::new(),
+            tcp_idle_timeout: Dur(Duration::from_secs(300)),
         }
     }
 }
@@ -165,6 +246,9 @@ impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
             path: PathBuf::new(),
+            openbts_path: PathBuf::new(),
+            default_expires: Dur(Duration::from_secs(3600)),
+            max_expires: Dur(Duration::from_secs(86_400)),
         }
     }
 }
@@ -259,6 +343,89 @@ impl Config {
             1 << 10,
             crate::spool::queue_file::MAX_SECTION as u64,
         )?;
+        if !is_domain(&self.hostname) {
+            return Err((
+                "hostname",
+                format!("{:?} is not a host name", self.hostname),
+            ));
+        }
+        let q = &self.queue;
+        bound(
+            "queue.sms_lifetime",
+            q.sms_lifetime.0,
+            Duration::from_secs(60),
+            Duration::from_secs(30 * 86_400),
+        )?;
+        bound(
+            "queue.mail_lifetime",
+            q.mail_lifetime.0,
+            Duration::from_secs(60),
+            Duration::from_secs(30 * 86_400),
+        )?;
+        let sip = &self.sip;
+        if sip.smsc_name.is_empty()
+            || !sip
+                .smsc_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b))
+        {
+            return Err(("sip.smsc_name", "must be a non-empty SIP user name".into()));
+        }
+        bound_num("sip.max_message_size", sip.max_message_size.0, 256, 1 << 20)?;
+        bound_num("sip.max_in_flight", sip.max_in_flight as u64, 1, 1 << 20)?;
+        bound_num("sip.max_connections", sip.max_connections as u64, 1, 65_536)?;
+        bound(
+            "sip.retry_after",
+            sip.retry_after.0,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )?;
+        bound(
+            "sip.dedup_window",
+            sip.dedup_window.0,
+            Duration::from_secs(1),
+            Duration::from_secs(86_400),
+        )?;
+        bound(
+            "sip.t1",
+            sip.t1.0,
+            Duration::from_millis(50),
+            Duration::from_secs(5),
+        )?;
+        bound(
+            "sip.timer_f",
+            sip.timer_f.0,
+            Duration::from_secs(1),
+            Duration::from_secs(90),
+        )?;
+        bound(
+            "sip.concat_timeout",
+            sip.concat_timeout.0,
+            Duration::from_secs(10),
+            Duration::from_secs(86_400),
+        )?;
+        bound(
+            "sip.tcp_idle_timeout",
+            sip.tcp_idle_timeout.0,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )?;
+        if sip.subject.contains(['\r', '\n']) {
+            return Err(("sip.subject", "must be one line".into()));
+        }
+        let r = &self.registry;
+        bound(
+            "registry.default_expires",
+            r.default_expires.0,
+            Duration::from_secs(10),
+            Duration::from_secs(7 * 86_400),
+        )?;
+        bound(
+            "registry.max_expires",
+            r.max_expires.0,
+            Duration::from_secs(10),
+            Duration::from_secs(7 * 86_400),
+        )?;
         if self.log.level.trim().is_empty() {
             return Err(("log.level", "must not be empty".into()));
         }
@@ -274,6 +441,20 @@ impl Config {
         } else {
             self.registry.path.clone()
         }
+    }
+
+    /// The OpenBTS registry path, if configured.
+    pub fn openbts_path(&self) -> Option<PathBuf> {
+        (!self.registry.openbts_path.as_os_str().is_empty())
+            .then(|| self.registry.openbts_path.clone())
+    }
+
+    /// The domain that names senders of texts that become mail (the first of `domains`).
+    pub fn sms_domain(&self) -> &str {
+        self.domains
+            .first()
+            .map(String::as_str)
+            .unwrap_or("sms.localhost")
     }
 
     /// The effective configuration as TOML (for `check-config`).

@@ -18,6 +18,9 @@
 
 pub mod app;
 pub mod config;
+pub mod mail;
+pub mod registry;
+pub mod sip;
 pub mod sms;
 pub mod spool;
 pub mod telemetry;

@@ -49,6 +49,47 @@ enum Cmd {
     /// Read an RFC 5322 message on stdin and queue it (like sendmail(1)); exits 0 only once
     /// the message is durable.
     Inject(InjectArgs),
+    /// Manage subscribers in the registry.
+    Subscriber {
+        #[command(subcommand)]
+        op: SubscriberOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum SubscriberOp {
+    /// Add a subscriber, or replace the one with this MSISDN.
+    Add {
+        /// Phone number (digits, optional leading +).
+        #[arg(long)]
+        msisdn: String,
+        /// IMSI (15 digits, optional IMSI prefix).
+        #[arg(long)]
+        imsi: Option<String>,
+        /// E-mail address that receives this subscriber's texts.
+        #[arg(long)]
+        email: Option<String>,
+        /// Add it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Remove a subscriber.
+    Remove {
+        /// Phone number.
+        #[arg(long)]
+        msisdn: String,
+    },
+    /// List subscribers.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one subscriber (by MSISDN or IMSI) with its registrations.
+    Show {
+        /// MSISDN or IMSI.
+        who: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -118,6 +159,7 @@ fn main() -> ExitCode {
         }
         Cmd::Queue { op } => queue(&config, op),
         Cmd::Inject(args) => inject(&config, args),
+        Cmd::Subscriber { op } => subscriber(&config, op),
     }
 }
 
@@ -327,6 +369,130 @@ fn inject(config: &Config, args: InjectArgs) -> ExitCode {
         Err(e) => {
             eprintln!("smsmta: {e}");
             exit_for(&e)
+        }
+    }
+}
+
+fn subscriber(config: &Config, op: SubscriberOp) -> ExitCode {
+    use smsmta::registry::{self, Db, Subscriber};
+    let db = match Db::open(&config.registry_path(), config.openbts_path().as_deref()) {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("smsmta: {e}");
+            return ExitCode::from(EX_TEMPFAIL);
+        }
+    };
+    let fail = |e: registry::RegistryError| {
+        eprintln!("smsmta: {e}");
+        match e {
+            registry::RegistryError::Invalid(_) => ExitCode::from(EX_DATAERR),
+            _ => ExitCode::from(EX_TEMPFAIL),
+        }
+    };
+    match op {
+        SubscriberOp::Add {
+            msisdn,
+            imsi,
+            email,
+            disabled,
+        } => {
+            let msisdn = match registry::normalize_msisdn(&msisdn) {
+                Ok(m) => m,
+                Err(e) => return fail(e),
+            };
+            let imsi = match imsi.map(|i| registry::normalize_imsi(&i)).transpose() {
+                Ok(i) => i,
+                Err(e) => return fail(e),
+            };
+            if let Some(e) = &email
+                && let Err(err) = smsmta::spool::inject::check_address(e)
+            {
+                eprintln!("smsmta: e-mail {e:?}: {err}");
+                return ExitCode::from(EX_DATAERR);
+            }
+            let s = Subscriber {
+                msisdn,
+                imsi,
+                email,
+                enabled: !disabled,
+            };
+            match db.upsert(&s) {
+                Ok(()) => {
+                    eprintln!("smsmta: subscriber {} saved", s.msisdn);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        SubscriberOp::Remove { msisdn } => {
+            let msisdn = msisdn.trim_start_matches('+');
+            match db.remove(msisdn) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => {
+                    eprintln!("smsmta: no subscriber {msisdn}");
+                    ExitCode::from(EX_NOINPUT)
+                }
+                Err(e) => fail(e),
+            }
+        }
+        SubscriberOp::List { json } => match db.subscribers() {
+            Ok(list) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&list).unwrap_or_default()
+                    );
+                } else {
+                    println!("{:<16} {:<16} {:<8} E-mail", "MSISDN", "IMSI", "Enabled");
+                    for s in &list {
+                        println!(
+                            "{:<16} {:<16} {:<8} {}",
+                            s.msisdn,
+                            s.imsi.as_deref().unwrap_or("-"),
+                            if s.enabled { "yes" } else { "no" },
+                            s.email.as_deref().unwrap_or("-")
+                        );
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        SubscriberOp::Show { who } => {
+            let found = if who.to_ascii_uppercase().starts_with("IMSI")
+                || who.trim_start_matches('+').len() == 15
+            {
+                registry::normalize_imsi(&who).and_then(|i| db.by_imsi(&i))
+            } else {
+                db.by_msisdn(who.trim_start_matches('+'))
+            };
+            match found {
+                Ok(Some(s)) => {
+                    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                    let now = smsmta::spool::now_unix();
+                    let mut aors = vec![s.msisdn.clone()];
+                    if let Some(i) = &s.imsi {
+                        aors.push(format!("IMSI{i}"));
+                    }
+                    for aor in aors {
+                        if let Ok(bindings) = db.bindings(&aor, now) {
+                            for b in bindings {
+                                println!(
+                                    "registered {aor}: {} (expires in {}s)",
+                                    b.contact,
+                                    b.expires.saturating_sub(now)
+                                );
+                            }
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Ok(None) => {
+                    eprintln!("smsmta: no subscriber {who}");
+                    ExitCode::from(EX_NOINPUT)
+                }
+                Err(e) => fail(e),
+            }
         }
     }
 }

@@ -23,7 +23,7 @@ fn env() -> Env {
     std::fs::write(
         &config,
         format!(
-            "domains = [\"sms.example.org\"]\nspool_dir = \"{}\"\nshutdown_timeout = \"5s\"\n[log]\nlevel = \"info\"\n",
+            "domains = [\"sms.example.org\"]\nspool_dir = \"{}\"\nshutdown_timeout = \"5s\"\n[sip]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n",
             spool.display()
         ),
     )
@@ -76,13 +76,18 @@ fn json_list(env: &Env) -> serde_json::Value {
 fn check_config_prints_effective_values_and_rejects_unknown_keys() {
     let env = env();
     let out = ok(&env, &["check-config"], b"");
-    assert!(out.contains("listen = \"127.0.0.1:5063\""), "{out}");
+    assert!(out.contains("listen = \"127.0.0.1:0\""), "{out}");
+    assert!(out.contains("smsc_name = \"smsc\""), "{out}");
     assert!(out.contains("sms.example.org"));
     assert!(out.contains("registry.sqlite"));
     // The embedded default, with no --config at all.
     let out = Command::new(BIN).arg("check-config").output().unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("sms.localhost"));
+    let default = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        default.contains("sms.localhost") && default.contains("listen = \"127.0.0.1:5063\""),
+        "{default}"
+    );
 
     std::fs::write(
         &env.config,

@@ -32,7 +32,7 @@ fi
 
 # --- unit, property and integration tests (no peers) ---------------------------------------
 log "cargo test"
-cargo test --all-targets
+cargo test
 
 # --- interop tests (real third-party peers) ------------------------------------------------
 log "interop tests (cargo test -- --ignored)"

@@ -1,0 +1,3 @@
+//! E-mail <-> SMS translation. Pure.
+
+pub mod from_sms;

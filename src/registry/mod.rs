@@ -1,0 +1,630 @@
+//! The subscriber registry: subscribers (MSISDN, IMSI, optional e-mail address), registrar
+//! bindings, and the parts of concatenated SMS waiting for the rest. SQLite (bundled), WAL,
+//! `synchronous=FULL` (a part's SIP 202 waits for its commit), on one dedicated thread.
+//!
+//! Optionally reads an OpenBTS subscriber registry (tables `sip_buddies` and `dialdata_table`)
+//! read-only, so smsmta can replace smqueue beside an existing OpenBTS: lookups try our table
+//! first, then OpenBTS's.
+//!
+//! **Trust.** Values come from SIP requests and the command line; every query is parameterised.
+//!
+//! Standards: RFC 3261 10.3 (registrar behaviour: bindings, expiry, `*`).
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+const SCHEMA: &str = include_str!("schema.sql");
+
+/// A registry error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// SQLite failed.
+    #[error("registry {path}: {source}")]
+    Sqlite {
+        /// The database.
+        path: String,
+        /// The error.
+        source: rusqlite::Error,
+    },
+    /// The registry thread has stopped.
+    #[error("registry thread is not running")]
+    Closed,
+    /// A value is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A subscriber.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscriber {
+    /// Phone number, digits only.
+    pub msisdn: String,
+    /// IMSI (15 digits), if known.
+    pub imsi: Option<String>,
+    /// E-mail address that receives this subscriber's texts, if any.
+    pub email: Option<String>,
+    /// Whether the subscriber may send and receive.
+    pub enabled: bool,
+}
+
+/// A registrar binding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    /// The Contact URI.
+    pub contact: String,
+    /// Expiry, seconds since the epoch.
+    pub expires: u64,
+}
+
+/// Checks an MSISDN (1-15 digits, optional '+', which is dropped).
+///
+/// # Errors
+/// [`RegistryError::Invalid`].
+pub fn normalize_msisdn(s: &str) -> Result<String, RegistryError> {
+    let d = s.trim().strip_prefix('+').unwrap_or(s.trim());
+    if d.is_empty() || d.len() > 15 || !d.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(RegistryError::Invalid(format!(
+            "{s:?} is not a phone number (1-15 digits)"
+        )));
+    }
+    Ok(d.to_string())
+}
+
+/// Checks an IMSI (6-15 digits; an `IMSI` prefix is dropped).
+///
+/// # Errors
+/// [`RegistryError::Invalid`].
+pub fn normalize_imsi(s: &str) -> Result<String, RegistryError> {
+    let d = s.trim();
+    let d = d
+        .strip_prefix("IMSI")
+        .or_else(|| d.strip_prefix("imsi"))
+        .unwrap_or(d);
+    if d.len() < 6 || d.len() > 15 || !d.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(RegistryError::Invalid(format!(
+            "{s:?} is not an IMSI (6-15 digits)"
+        )));
+    }
+    Ok(d.to_string())
+}
+
+/// The database, used on one thread.
+pub struct Db {
+    conn: Connection,
+    openbts: Option<Connection>,
+    path: String,
+}
+
+fn sql_err(path: &str) -> impl Fn(rusqlite::Error) -> RegistryError + '_ {
+    move |source| RegistryError::Sqlite {
+        path: path.to_string(),
+        source,
+    }
+}
+
+impl Db {
+    /// Opens (creating it and its schema) the registry at `path`, and the OpenBTS database at
+    /// `openbts` read-only when given.
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`].
+    pub fn open(path: &Path, openbts: Option<&Path>) -> Result<Db, RegistryError> {
+        let p = path.display().to_string();
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| RegistryError::Invalid(format!("{}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path).map_err(sql_err(&p))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql_err(&p))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(sql_err(&p))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(RegistryError::Invalid(format!(
+                "{p}: cannot use WAL (got {mode})"
+            )));
+        }
+        conn.execute_batch("PRAGMA synchronous=FULL;")
+            .map_err(sql_err(&p))?;
+        conn.execute_batch(SCHEMA).map_err(sql_err(&p))?;
+        let openbts = match openbts {
+            Some(o) => Some(
+                Connection::open_with_flags(o, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .map_err(sql_err(&o.display().to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(Db {
+            conn,
+            openbts,
+            path: p,
+        })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> RegistryError + '_ {
+        sql_err(&self.path)
+    }
+
+    fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscriber> {
+        Ok(Subscriber {
+            msisdn: r.get(0)?,
+            imsi: r.get(1)?,
+            email: r.get(2)?,
+            enabled: r.get::<_, i64>(3)? != 0,
+        })
+    }
+
+    /// The subscriber with this IMSI (ours first, then OpenBTS's).
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`].
+    pub fn by_imsi(&self, imsi: &str) -> Result<Option<Subscriber>, RegistryError> {
+        let ours = self
+            .conn
+            .query_row(
+                "SELECT msisdn, imsi, email, enabled FROM subscribers WHERE imsi = ?1",
+                [imsi],
+                Self::row,
+            )
+            .optional()
+            .map_err(self.err())?;
+        if ours.is_some() {
+            return Ok(ours);
+        }
+        let Some(o) = &self.openbts else {
+            return Ok(None);
+        };
+        let name = format!("IMSI{imsi}");
+        let msisdn: Option<String> = o
+            .query_row(
+                "SELECT callerid FROM sip_buddies WHERE name = ?1 AND callerid IS NOT NULL AND callerid != ''",
+                [&name],
+                |r| r.get(0),
+            )
+            .optional()
+            .or_else(|_| Ok::<_, rusqlite::Error>(None))
+            .map_err(self.err())?;
+        let msisdn = match msisdn {
+            Some(m) => Some(m),
+            None => o
+                .query_row(
+                    "SELECT exten FROM dialdata_table WHERE dial = ?1",
+                    [&name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .or_else(|_| Ok::<_, rusqlite::Error>(None))
+                .map_err(self.err())?,
+        };
+        Ok(msisdn.map(|m: String| Subscriber {
+            msisdn: m.trim_start_matches('+').to_string(),
+            imsi: Some(imsi.to_string()),
+            email: None,
+            enabled: true,
+        }))
+    }
+
+    /// The subscriber with this MSISDN (ours first, then OpenBTS's).
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`].
+    pub fn by_msisdn(&self, msisdn: &str) -> Result<Option<Subscriber>, RegistryError> {
+        let ours = self
+            .conn
+            .query_row(
+                "SELECT msisdn, imsi, email, enabled FROM subscribers WHERE msisdn = ?1",
+                [msisdn],
+                Self::row,
+            )
+            .optional()
+            .map_err(self.err())?;
+        if ours.is_some() {
+            return Ok(ours);
+        }
+        let Some(o) = &self.openbts else {
+            return Ok(None);
+        };
+        let dial: Option<String> = o
+            .query_row(
+                "SELECT dial FROM dialdata_table WHERE exten = ?1",
+                [msisdn],
+                |r| r.get(0),
+            )
+            .optional()
+            .or_else(|_| Ok::<_, rusqlite::Error>(None))
+            .map_err(self.err())?;
+        Ok(dial.map(|d| Subscriber {
+            msisdn: msisdn.to_string(),
+            imsi: Some(d.trim_start_matches("IMSI").to_string()),
+            email: None,
+            enabled: true,
+        }))
+    }
+
+    /// Adds or replaces a subscriber.
+    ///
+    /// # Errors
+    /// [`RegistryError`] (e.g. an IMSI that belongs to another MSISDN).
+    pub fn upsert(&self, s: &Subscriber) -> Result<(), RegistryError> {
+        self.conn
+            .execute(
+                "INSERT INTO subscribers (msisdn, imsi, email, enabled) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(msisdn) DO UPDATE SET imsi = ?2, email = ?3, enabled = ?4",
+                params![s.msisdn, s.imsi, s.email, i64::from(s.enabled)],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Removes a subscriber; false when there was none.
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`].
+    pub fn remove(&self, msisdn: &str) -> Result<bool, RegistryError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM subscribers WHERE msisdn = ?1", [msisdn])
+            .map_err(self.err())?
+            > 0)
+    }
+
+    /// Every subscriber in our table, by MSISDN.
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`].
+    pub fn subscribers(&self) -> Result<Vec<Subscriber>, RegistryError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT msisdn, imsi, email, enabled FROM subscribers ORDER BY msisdn")
+            .map_err(self.err())?;
+        let rows = st.query_map([], Self::row).map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Applies a REGISTER: each (contact, expires-in-seconds) is bound, refreshed, or removed
+    /// (0); `remove_all` (Contact `*`) drops every binding first. Returns the current bindings.
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`].
+    pub fn register(
+        &mut self,
+        aor: &str,
+        contacts: &[(String, u64)],
+        remove_all: bool,
+        source: &str,
+        now: u64,
+    ) -> Result<Vec<Binding>, RegistryError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(sql_err(&path))?;
+        if remove_all {
+            tx.execute("DELETE FROM registrations WHERE aor = ?1", [aor])
+                .map_err(sql_err(&path))?;
+        }
+        for (contact, expires) in contacts {
+            if *expires == 0 {
+                tx.execute(
+                    "DELETE FROM registrations WHERE aor = ?1 AND contact = ?2",
+                    params![aor, contact],
+                )
+                .map_err(sql_err(&path))?;
+            } else {
+                tx.execute(
+                    "INSERT INTO registrations (aor, contact, expires, source) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(aor, contact) DO UPDATE SET expires = ?3, source = ?4",
+                    params![aor, contact, (now + expires) as i64, source],
+                )
+                .map_err(sql_err(&path))?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM registrations WHERE expires <= ?1",
+            [now as i64],
+        )
+        .map_err(sql_err(&path))?;
+        tx.commit().map_err(sql_err(&path))?;
+        self.bindings(aor, now)
+    }
+
+    /// The live bindings of `aor`, newest expiry first.
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`].
+    pub fn bindings(&self, aor: &str, now: u64) -> Result<Vec<Binding>, RegistryError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT contact, expires FROM registrations WHERE aor = ?1 AND expires > ?2 ORDER BY expires DESC",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map(params![aor, now as i64], |r| {
+                Ok(Binding {
+                    contact: r.get(0)?,
+                    expires: r.get::<_, i64>(1)? as u64,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Stores one part of a concatenated SMS (durably); returns every part of that message
+    /// stored so far, by sequence number. A part already stored is left as it was.
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`].
+    pub fn save_part(
+        &mut self,
+        key: &str,
+        seq: u8,
+        total: u8,
+        part: &str,
+        now: u64,
+    ) -> Result<Vec<(u8, String)>, RegistryError> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO sms_parts (key, seq, total, first_seen, part) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![key, seq, total, now as i64, part],
+            )
+            .map_err(self.err())?;
+        self.parts(key)
+    }
+
+    /// The parts stored for `key`.
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`].
+    pub fn parts(&self, key: &str) -> Result<Vec<(u8, String)>, RegistryError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT seq, part FROM sms_parts WHERE key = ?1 ORDER BY seq")
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([key], |r| Ok((r.get::<_, u8>(0)?, r.get::<_, String>(1)?)))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Forgets the parts of `key` (after the whole message was committed to the spool).
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`].
+    pub fn delete_parts(&self, key: &str) -> Result<(), RegistryError> {
+        self.conn
+            .execute("DELETE FROM sms_parts WHERE key = ?1", [key])
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Keys whose first part arrived at or before `cutoff`.
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`].
+    pub fn stale_part_keys(&self, cutoff: u64) -> Result<Vec<String>, RegistryError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT DISTINCT key FROM sms_parts WHERE first_seen <= ?1")
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([cutoff as i64], |r| r.get::<_, String>(0))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Db) + Send>;
+
+/// A handle to the registry thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    tx: std::sync::mpsc::SyncSender<Job>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Registry")
+    }
+}
+
+impl Registry {
+    /// Opens the database and starts its thread.
+    ///
+    /// # Errors
+    /// [`RegistryError`] when the database cannot be opened.
+    pub fn open(path: PathBuf, openbts: Option<PathBuf>) -> Result<Registry, RegistryError> {
+        let mut db = Db::open(&path, openbts.as_deref())?;
+        // Bounded: a burst of requests waits for the thread instead of growing memory.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(4096);
+        std::thread::Builder::new()
+            .name("registry".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job(&mut db);
+                }
+            })
+            .map_err(|e| {
+                RegistryError::Invalid(format!("cannot start the registry thread: {e}"))
+            })?;
+        Ok(Registry { tx })
+    }
+
+    /// Runs `f` on the registry thread and returns its result.
+    ///
+    /// # Errors
+    /// What `f` returns, or [`RegistryError::Closed`].
+    pub async fn call<R, F>(&self, f: F) -> Result<R, RegistryError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Db) -> Result<R, RegistryError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |db| {
+            let _ = reply.send(f(db));
+        });
+        let tx = self.tx.clone();
+        // A full queue blocks; do that off the async worker threads.
+        match tx.try_send(job) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(job)) => {
+                tokio::task::spawn_blocking(move || tx.send(job))
+                    .await
+                    .map_err(|_| RegistryError::Closed)?
+                    .map_err(|_| RegistryError::Closed)?;
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                return Err(RegistryError::Closed);
+            }
+        }
+        rx.await.map_err(|_| RegistryError::Closed)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Db) {
+        let d = tempfile::tempdir().unwrap();
+        let db = Db::open(&d.path().join("r.sqlite"), None).unwrap();
+        (d, db)
+    }
+
+    #[test]
+    fn subscribers_are_found_by_imsi_and_msisdn() {
+        let (_d, db) = db();
+        let s = Subscriber {
+            msisdn: "15551234567".into(),
+            imsi: Some("001010000000001".into()),
+            email: Some("alice@example.org".into()),
+            enabled: true,
+        };
+        db.upsert(&s).unwrap();
+        assert_eq!(db.by_imsi("001010000000001").unwrap(), Some(s.clone()));
+        assert_eq!(db.by_msisdn("15551234567").unwrap(), Some(s.clone()));
+        assert_eq!(db.subscribers().unwrap(), vec![s]);
+        assert!(db.remove("15551234567").unwrap());
+        assert!(!db.remove("15551234567").unwrap());
+        assert_eq!(db.by_imsi("001010000000001").unwrap(), None);
+    }
+
+    #[test]
+    fn registrar_binds_refreshes_expires_and_removes() {
+        let (_d, mut db) = db();
+        let b = db
+            .register(
+                "IMSI001010000000001",
+                &[("sip:a@1.2.3.4:5062".into(), 60)],
+                false,
+                "x",
+                1000,
+            )
+            .unwrap();
+        assert_eq!(
+            b,
+            vec![Binding {
+                contact: "sip:a@1.2.3.4:5062".into(),
+                expires: 1060
+            }]
+        );
+        db.register(
+            "IMSI001010000000001",
+            &[("sip:b@h".into(), 120)],
+            false,
+            "x",
+            1000,
+        )
+        .unwrap();
+        assert_eq!(db.bindings("IMSI001010000000001", 1000).unwrap().len(), 2);
+        assert_eq!(db.bindings("IMSI001010000000001", 1061).unwrap().len(), 1);
+        db.register(
+            "IMSI001010000000001",
+            &[("sip:b@h".into(), 0)],
+            false,
+            "x",
+            1000,
+        )
+        .unwrap();
+        assert_eq!(db.bindings("IMSI001010000000001", 1000).unwrap().len(), 1);
+        let b = db
+            .register("IMSI001010000000001", &[], true, "x", 1000)
+            .unwrap();
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn parts_are_kept_until_deleted_and_duplicates_ignored() {
+        let (_d, mut db) = db();
+        db.save_part("k", 2, 3, "two", 10).unwrap();
+        db.save_part("k", 2, 3, "two again", 11).unwrap();
+        let p = db.save_part("k", 1, 3, "one", 12).unwrap();
+        assert_eq!(p, vec![(1, "one".into()), (2, "two".into())]);
+        assert_eq!(db.stale_part_keys(10).unwrap(), vec!["k".to_string()]);
+        assert!(db.stale_part_keys(9).unwrap().is_empty());
+        db.delete_parts("k").unwrap();
+        assert!(db.parts("k").unwrap().is_empty());
+    }
+
+    #[test]
+    fn openbts_registry_is_read_only_fallback() {
+        let d = tempfile::tempdir().unwrap();
+        let obts = d.path().join("sipauthserve.db");
+        {
+            let c = Connection::open(&obts).unwrap();
+            c.execute_batch(
+                "CREATE TABLE sip_buddies (name TEXT, callerid TEXT, ipaddr TEXT, port TEXT);
+                 CREATE TABLE dialdata_table (exten TEXT, dial TEXT);
+                 INSERT INTO sip_buddies VALUES ('IMSI001690000000002', '2222222', '127.0.0.1', '5062');
+                 INSERT INTO dialdata_table VALUES ('2222222', 'IMSI001690000000002');",
+            )
+            .unwrap();
+        }
+        let db = Db::open(&d.path().join("r.sqlite"), Some(&obts)).unwrap();
+        assert_eq!(
+            db.by_imsi("001690000000002").unwrap().unwrap().msisdn,
+            "2222222"
+        );
+        assert_eq!(
+            db.by_msisdn("2222222").unwrap().unwrap().imsi.as_deref(),
+            Some("001690000000002")
+        );
+        assert_eq!(db.by_imsi("001690000000009").unwrap(), None);
+    }
+
+    #[test]
+    fn numbers_are_checked() {
+        assert_eq!(normalize_msisdn("+15551234567").unwrap(), "15551234567");
+        assert!(normalize_msisdn("12ab").is_err());
+        assert_eq!(
+            normalize_imsi("IMSI001010000000001").unwrap(),
+            "001010000000001"
+        );
+        assert!(normalize_imsi("123").is_err());
+    }
+
+    #[tokio::test]
+    async fn calls_run_on_the_registry_thread() {
+        let d = tempfile::tempdir().unwrap();
+        let r = Registry::open(d.path().join("r.sqlite"), None).unwrap();
+        r.call(|db| {
+            db.upsert(&Subscriber {
+                msisdn: "1".into(),
+                imsi: None,
+                email: None,
+                enabled: true,
+            })
+        })
+        .await
+        .unwrap();
+        let n = r
+            .call(|db| db.subscribers().map(|v| v.len()))
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+}
