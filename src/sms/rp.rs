@@ -126,7 +126,15 @@ impl RpMessage {
     /// # Errors
     /// [`SmsError`]: truncated, unknown type, or bad fields.
     pub fn decode(b: &[u8]) -> Result<RpMessage, SmsError> {
-        let mti = *b.first().ok_or(truncated())? & 0x07;
+        let first = *b.first().ok_or(truncated())?;
+        // Bits 4-8 are spare and sent as zero; anything else is not an RP message.
+        if first > 0x07 {
+            return Err(SmsError::Invalid {
+                field: "RP-MTI",
+                reason: "spare bits set",
+            });
+        }
+        let mti = first;
         let message_ref = *b.get(1).ok_or(truncated())?;
         let rest = b.get(2..).unwrap_or(&[]);
         match mti {
