@@ -24,6 +24,7 @@ apt_install() {
 }
 
 # --- third-party peers -------------------------------------------------------------------
+apt_install sip-tester sipp
 # Independent SMS PDU implementation for the codec cross-check (python-gsmmodem-new).
 if ! python3 -c 'import gsmmodem.pdu' >/dev/null 2>&1; then
   log "installing python-gsmmodem-new from PyPI"
@@ -37,6 +38,7 @@ cargo test
 # --- interop tests (real third-party peers) ------------------------------------------------
 log "interop tests (cargo test -- --ignored)"
 cargo test --test interop_pdu -- --ignored
+cargo test --test interop_sipp -- --ignored
 
 # --- bounded fuzzing ---------------------------------------------------------------------
 FUZZ_SECONDS=${FUZZ_SECONDS:-12}

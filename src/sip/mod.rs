@@ -4,6 +4,7 @@
 //! duplicate absorption, client-side timers). I/O: [`listener`] (UDP and TCP), [`service`]
 //! (what each request does), [`client`] (sending MESSAGE, used by delivery).
 
+pub mod client;
 pub mod listener;
 pub mod message;
 pub mod service;
