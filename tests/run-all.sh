@@ -5,7 +5,7 @@
 # missing), then a bounded fuzz run of every decoder.
 #
 # Usage: bash tests/run-all.sh            (from the repository root or anywhere)
-# Env:   FUZZ_SECONDS=N   seconds per fuzz target (default 12; 0 skips fuzzing)
+# Env:   FUZZ_SECONDS=N   seconds per fuzz target (default 10; 0 skips fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,7 +41,7 @@ cargo test --test interop_pdu -- --ignored
 cargo test --test interop_sipp -- --ignored
 
 # --- bounded fuzzing ---------------------------------------------------------------------
-FUZZ_SECONDS=${FUZZ_SECONDS:-12}
+FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 if [ "$FUZZ_SECONDS" != "0" ] && [ -d fuzz ]; then
   if ! cargo fuzz --version >/dev/null 2>&1; then
     log "installing cargo-fuzz"
