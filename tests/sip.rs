@@ -626,3 +626,49 @@ async fn spool_failure_gets_503_with_retry_after() {
     assert_eq!(status(&udp_exchange(env.udp(), &again).await), 202);
     env.stop().await;
 }
+
+#[tokio::test]
+async fn a_burst_beyond_max_in_flight_gets_503_with_retry_after_and_nothing_is_lost() {
+    // One request at a time, each commit a real fsync (no journal): a burst must overflow.
+    let env = Env::start("[spool]\njournal = false\n[sip]\nmax_in_flight = 1\n").await;
+    env.add_subscriber("15550001111", "001010000000001").await;
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let n = 100;
+    for i in 0..n {
+        let (branch, cid) = (format!("z9hG4bK-burst{i}"), format!("burst-{i}"));
+        let req = request(&Msg {
+            branch: &branch,
+            call_id: &cid,
+            ..Msg::default()
+        });
+        sock.send_to(&req, env.udp()).await.unwrap();
+    }
+    let (mut accepted, mut busy) = (0, 0);
+    let mut buf = vec![0u8; 65536];
+    // UDP may drop datagrams under a burst (socket buffers); count what comes back.
+    while accepted + busy < n {
+        let Ok(r) = tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf)).await
+        else {
+            break;
+        };
+        let (len, _) = r.unwrap();
+        let resp = String::from_utf8_lossy(&buf[..len]).into_owned();
+        match status(&resp) {
+            202 => accepted += 1,
+            503 => {
+                assert!(resp.contains("Retry-After: 5"), "{resp}");
+                busy += 1;
+            }
+            other => panic!("unexpected {other}: {resp}"),
+        }
+    }
+    assert!(busy > 0, "the burst never overflowed one in-flight slot");
+    assert!(accepted > 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        env.spooled(accepted).await.len(),
+        accepted,
+        "every 202 is in the spool, no more"
+    );
+    env.stop().await;
+}
