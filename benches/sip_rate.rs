@@ -134,7 +134,7 @@ fn start_smsmta(dir: &Path) -> (Child, SocketAddr) {
     std::fs::write(
         &config,
         format!(
-            "domains = [\"sms.test\"]\nspool_dir = \"{}\"\n[sip]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn,smsmta::app=info\"\n",
+            "domains = [\"sms.test\"]\nspool_dir = \"{}\"\n[sip]\nlisten = \"127.0.0.1:0\"\n[smtp]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn,smsmta::app=info\"\n",
             dir.join("spool").display()
         ),
     )

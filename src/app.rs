@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::registry::{Registry, RegistryError};
 use crate::sip::listener;
 use crate::sip::service::{Reachable, Service};
+use crate::smtp::listener::{self as smtp_listener, SmtpServer};
 use crate::spool::{Spool, SpoolError, Writer, journal, recover};
 
 /// Why the server could not run.
@@ -123,6 +124,8 @@ pub struct Running {
     pub sip_udp: SocketAddr,
     /// The SIP TCP address actually bound.
     pub sip_tcp: SocketAddr,
+    /// The SMTP address actually bound.
+    pub smtp: SocketAddr,
     /// The registry.
     pub registry: Registry,
     /// REGISTER notifications.
@@ -187,8 +190,27 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     let sip_tcp = tcp
         .local_addr()
         .map_err(|e| AppError::Internal(e.to_string()))?;
+    let smtp_listener =
+        TcpListener::bind(cfg.smtp.listen)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: cfg.smtp.listen,
+                source,
+            })?;
+    let smtp = smtp_listener
+        .local_addr()
+        .map_err(|e| AppError::Internal(e.to_string()))?;
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    tasks.spawn(smtp_listener::run(
+        smtp_listener,
+        Arc::new(SmtpServer::new(
+            Arc::clone(&cfg),
+            writer.clone(),
+            registry.clone(),
+        )),
+        shutdown.clone(),
+    ));
     tasks.spawn(listener::run_udp(
         Arc::new(udp),
         Arc::clone(&service),
@@ -217,7 +239,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         });
     }
     info!(
-        "smsmta ready: spool {}, journal {}, domains {:?}, sip udp {sip_udp} tcp {sip_tcp}",
+        "smsmta ready: spool {}, journal {}, domains {:?}, sip udp {sip_udp} tcp {sip_tcp}, smtp {smtp}",
         cfg.spool_dir.display(),
         if cfg.spool.journal { "on" } else { "off" },
         cfg.domains
@@ -225,6 +247,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     Ok(Running {
         sip_udp,
         sip_tcp,
+        smtp,
         registry,
         reachable,
         writer,

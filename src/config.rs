@@ -146,6 +146,24 @@ pub struct SmtpConfig {
     pub listen: SocketAddr,
     /// Clients allowed to relay to domains that are not ours.
     pub trusted_networks: Vec<Cidr>,
+    /// Largest message (advertised with SIZE; 552 5.3.4 beyond).
+    pub max_message_size: Size,
+    /// Most recipients per message (452 4.5.3 beyond).
+    pub max_recipients: usize,
+    /// Errors per session before 421 and close.
+    pub max_errors: u32,
+    /// Connections at once (421 beyond).
+    pub max_connections: usize,
+    /// Idle and command timeout.
+    pub idle_timeout: Dur,
+    /// Messages an hour per client address (450 4.7.1 beyond); 0 = no limit.
+    pub rate_limit: u32,
+    /// Country code for national numbers in local parts (`"1"`); empty: none.
+    pub country_code: String,
+    /// National prefix replaced by the country code (`"0"`).
+    pub national_prefix: String,
+    /// Refuse recipients whose number is not a subscriber in the registry (550 5.1.1).
+    pub registry_authoritative: bool,
 }
 
 /// `[registry]`.
@@ -238,6 +256,15 @@ impl Default for SmtpConfig {
         SmtpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 2525)),
             trusted_networks: loopback(),
+            max_message_size: Size(10 << 20),
+            max_recipients: 1000,
+            max_errors: 10,
+            max_connections: 256,
+            idle_timeout: Dur(Duration::from_secs(300)),
+            rate_limit: 0,
+            country_code: String::new(),
+            national_prefix: "0".into(),
+            registry_authoritative: false,
         }
     }
 }
@@ -412,6 +439,43 @@ impl Config {
         )?;
         if sip.subject.contains(['\r', '\n']) {
             return Err(("sip.subject", "must be one line".into()));
+        }
+        let smtp = &self.smtp;
+        bound_num(
+            "smtp.max_message_size",
+            smtp.max_message_size.0,
+            1 << 10,
+            self.spool.max_message_size.0,
+        )?;
+        bound_num(
+            "smtp.max_recipients",
+            smtp.max_recipients as u64,
+            1,
+            100_000,
+        )?;
+        bound_num("smtp.max_errors", u64::from(smtp.max_errors), 1, 1000)?;
+        bound_num(
+            "smtp.max_connections",
+            smtp.max_connections as u64,
+            1,
+            65_536,
+        )?;
+        bound(
+            "smtp.idle_timeout",
+            smtp.idle_timeout.0,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )?;
+        if !smtp.country_code.bytes().all(|b| b.is_ascii_digit()) || smtp.country_code.len() > 3 {
+            return Err((
+                "smtp.country_code",
+                "must be 1 to 3 digits, or empty".into(),
+            ));
+        }
+        if !smtp.national_prefix.bytes().all(|b| b.is_ascii_digit())
+            || smtp.national_prefix.len() > 2
+        {
+            return Err(("smtp.national_prefix", "must be up to 2 digits".into()));
         }
         let r = &self.registry;
         bound(

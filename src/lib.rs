@@ -22,6 +22,7 @@ pub mod mail;
 pub mod registry;
 pub mod sip;
 pub mod sms;
+pub mod smtp;
 pub mod spool;
 pub mod telemetry;
 

@@ -107,7 +107,7 @@ fn setup(dir: &Path) -> PathBuf {
     std::fs::write(
         &config,
         format!(
-            "domains = [\"sms.test\"]\nspool_dir = \"{}\"\n[sip]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n",
+            "domains = [\"sms.test\"]\nspool_dir = \"{}\"\n[sip]\nlisten = \"127.0.0.1:0\"\n[smtp]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n",
             spool.display()
         ),
     )

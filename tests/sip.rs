@@ -34,6 +34,7 @@ impl Env {
         );
         let mut cfg = Config::parse(&toml, "test.toml").unwrap();
         cfg.sip.listen = "127.0.0.1:0".parse().unwrap();
+        cfg.smtp.listen = "127.0.0.1:0".parse().unwrap();
         let running = app::start(cfg).await.unwrap();
         Env {
             _dir: dir,

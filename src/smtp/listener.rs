@@ -1,0 +1,320 @@
+//! The SMTP listener: accepts connections (a semaphore before accept: beyond
+//! `[smtp] max_connections` the client gets 421), frames lines with length limits, runs the
+//! [`Session`], commits accepted messages and answers 250 only after the commit.
+//!
+//! **Pipelining.** Every complete line already received is handled before the replies are
+//! written, in order (RFC 2920).
+//!
+//! **Rate limits.** Messages an hour per client address (`[smtp] rate_limit`, 0 = off):
+//! beyond it MAIL gets 450 4.7.1, because every mail to a number costs airtime.
+//!
+//! **Shutdown.** On cancel, an idle session (or one between transactions) gets
+//! `421 4.3.2` and is closed; a session inside DATA is let finish its transaction.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::policy::NumberRules;
+use super::session::{self, Accepted, Session, SessionConfig, Step};
+use crate::config::{self, Config};
+use crate::mail::from_sms::rfc5322_date;
+use crate::registry::Registry;
+use crate::spool::{Origin, OriginKind, Writer};
+
+/// Counts messages per client and hour.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    per_hour: u32,
+    seen: Mutex<HashMap<IpAddr, (u64, u32)>>,
+}
+
+impl RateLimiter {
+    /// A limiter allowing `per_hour` messages an hour per client (0: unlimited).
+    pub fn new(per_hour: u32) -> Self {
+        RateLimiter {
+            per_hour,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (u64, u32)>> {
+        match self.seen.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Whether `who` has used its allowance for the hour `now / 3600`.
+    pub fn exceeded(&self, who: IpAddr, now: u64) -> bool {
+        if self.per_hour == 0 {
+            return false;
+        }
+        let hour = now / 3600;
+        matches!(self.map().get(&who), Some((h, n)) if *h == hour && *n >= self.per_hour)
+    }
+
+    /// Counts one accepted message.
+    pub fn record(&self, who: IpAddr, now: u64) {
+        if self.per_hour == 0 {
+            return;
+        }
+        let hour = now / 3600;
+        let mut m = self.map();
+        if m.len() > 100_000 {
+            m.retain(|_, (h, _)| *h == hour);
+        }
+        let e = m.entry(who).or_insert((hour, 0));
+        if e.0 != hour {
+            *e = (hour, 0);
+        }
+        e.1 += 1;
+    }
+}
+
+/// Shared state of the SMTP listener.
+pub struct SmtpServer {
+    cfg: Arc<Config>,
+    writer: Writer,
+    registry: Registry,
+    limiter: RateLimiter,
+}
+
+impl std::fmt::Debug for SmtpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SmtpServer")
+    }
+}
+
+impl SmtpServer {
+    /// The listener's shared state.
+    pub fn new(cfg: Arc<Config>, writer: Writer, registry: Registry) -> SmtpServer {
+        let limiter = RateLimiter::new(cfg.smtp.rate_limit);
+        SmtpServer {
+            cfg,
+            writer,
+            registry,
+            limiter,
+        }
+    }
+
+    fn session_config(&self, peer: IpAddr) -> SessionConfig {
+        let s = &self.cfg.smtp;
+        SessionConfig {
+            hostname: self.cfg.hostname.clone(),
+            domains: self.cfg.domains.clone(),
+            trusted: config::trusted(&s.trusted_networks, peer),
+            max_message_size: s.max_message_size.0 as usize,
+            max_recipients: s.max_recipients,
+            max_errors: s.max_errors,
+            rules: NumberRules {
+                country_code: s.country_code.clone(),
+                national_prefix: s.national_prefix.clone(),
+            },
+            registry_authoritative: s.registry_authoritative,
+        }
+    }
+
+    async fn commit(&self, a: Accepted, peer: SocketAddr) -> Result<String, String> {
+        let spool = self.writer.spool();
+        let all_local = a.recipients.iter().all(|r| {
+            r.rsplit_once('@')
+                .is_some_and(|(_, d)| self.cfg.is_local_domain(d))
+        });
+        let lifetime = if all_local {
+            self.cfg.queue.sms_lifetime.0.as_secs()
+        } else {
+            self.cfg.queue.mail_lifetime.0.as_secs()
+        };
+        let mut file = spool.new_message(
+            &a.sender,
+            &a.recipients,
+            Vec::new(),
+            Origin {
+                kind: OriginKind::Smtp,
+                peer: peer.to_string(),
+            },
+            lifetime,
+        );
+        let id = file.id().to_string();
+        let received = session::received_header(
+            &a,
+            peer.ip(),
+            &self.cfg.hostname,
+            &id,
+            &rfc5322_date(file.envelope.arrival),
+        );
+        let mut message = received.into_bytes();
+        message.extend_from_slice(&a.data);
+        file.message = message;
+        match self.writer.commit(file).await {
+            Ok(id) => {
+                info!(queue_id = %id, "{id}: client=[{}], helo={}, from=<{}>, nrcpt={}", peer.ip(), a.helo, a.sender, a.recipients.len());
+                Ok(id.to_string())
+            }
+            Err(e) => {
+                warn!("smtp commit failed: {e}");
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` is cancelled, then waits for the sessions.
+pub async fn run(listener: TcpListener, server: Arc<SmtpServer>, shutdown: CancellationToken) {
+    let limit = Arc::new(Semaphore::new(server.cfg.smtp.max_connections));
+    let mut tasks = JoinSet::new();
+    loop {
+        let (mut stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!("smtp accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        while tasks.try_join_next().is_some() {}
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            let _ = stream
+                .write_all(b"421 4.3.2 Too many connections, try again later\r\n")
+                .await;
+            continue;
+        };
+        let server = Arc::clone(&server);
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = connection(stream, peer, &server, shutdown).await {
+                debug!(%peer, "smtp connection: {e}");
+            }
+            drop(permit);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Largest buffer kept for one line: longer lines are cut and flagged.
+const LINE_BUF: usize = 4096;
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    server: &SmtpServer,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut session = Session::new(server.session_config(peer.ip()), peer.ip());
+    stream.write_all(session.greeting().as_bytes()).await?;
+    let idle = server.cfg.smtp.idle_timeout.0;
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut out = String::new();
+    let mut discarding = false; // inside an over-long line
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        // Handle every complete line buffered (pipelining), collecting the replies.
+        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            let bare_lf = pos == 0 || buf[pos - 1] != b'\r';
+            let end = if bare_lf { pos } else { pos - 1 };
+            let too_long = std::mem::take(&mut discarding) || end > LINE_BUF;
+            let line: Vec<u8> = buf[..end.min(LINE_BUF)].to_vec();
+            buf.drain(..=pos);
+            let mut step = if !session.in_data()
+                && line.len() >= 4
+                && line[..4].eq_ignore_ascii_case(b"MAIL")
+                && server.limiter.exceeded(peer.ip(), crate::spool::now_unix())
+            {
+                Step::Reply(
+                    "450 4.7.1 Error: too many messages from this client, try again later\r\n"
+                        .into(),
+                )
+            } else {
+                session.line(&line, too_long, bare_lf)
+            };
+            loop {
+                match step {
+                    Step::Reply(r) => {
+                        out.push_str(&r);
+                        break;
+                    }
+                    Step::Close(r) => {
+                        out.push_str(&r);
+                        stream.write_all(out.as_bytes()).await?;
+                        return Ok(());
+                    }
+                    Step::CheckSubscriber { address, msisdn } => {
+                        let known = server
+                            .registry
+                            .call(move |db| db.by_msisdn(&msisdn))
+                            .await
+                            .map(|s| s.is_some_and(|s| s.enabled));
+                        step = match known {
+                            Ok(k) => session.recipient_checked(address, k),
+                            Err(e) => {
+                                warn!("smtp registry lookup: {e}");
+                                Step::Reply("451 4.3.0 Error: subscriber lookup failed\r\n".into())
+                            }
+                        };
+                    }
+                    Step::Commit(accepted) => {
+                        let r = server.commit(accepted, peer).await;
+                        if r.is_ok() {
+                            server.limiter.record(peer.ip(), crate::spool::now_unix());
+                        }
+                        step = session.committed(r);
+                    }
+                }
+            }
+        }
+        if buf.len() > LINE_BUF {
+            // An over-long line without its end yet: keep only the start, flag it.
+            buf.truncate(LINE_BUF);
+            discarding = true;
+        }
+        if !out.is_empty() {
+            stream.write_all(out.as_bytes()).await?;
+            out.clear();
+        }
+        let read = tokio::select! {
+            _ = shutdown.cancelled(), if !session.in_data() => {
+                stream.write_all(b"421 4.3.2 Service shutting down, closing connection\r\n").await?;
+                return Ok(());
+            }
+            r = tokio::time::timeout(idle, stream.read(&mut chunk)) => r,
+        };
+        let n = match read {
+            Ok(r) => r?,
+            Err(_) => {
+                stream
+                    .write_all(b"421 4.4.2 Error: timeout exceeded\r\n")
+                    .await?;
+                return Ok(());
+            }
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        if discarding {
+            // Drop the rest of an over-long line up to its end.
+            match chunk[..n].iter().position(|b| *b == b'\n') {
+                Some(p) => {
+                    // The pushed LF ends the truncated line; `discarding` flags it as too long.
+                    buf.push(b'\n');
+                    buf.extend_from_slice(&chunk[p + 1..n]);
+                }
+                None => continue,
+            }
+        } else {
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}

@@ -1,0 +1,627 @@
+//! The SMTP session state machine, pure: lines in, replies and actions out.
+//!
+//! The connection ([`super::listener`]) frames lines, enforces timeouts, commits messages and
+//! looks subscribers up; everything the protocol decides is here, tested without sockets.
+//! Commands are parsed by smtp-proto (Stalwart's sans-I/O parser: the null reverse-path, SIZE,
+//! BODY, SMTPUTF8 parameters).
+//!
+//! **Limits.** Command lines over 512 octets and text lines over 1,000 get 500 5.5.2 (the
+//! session goes on); a message over `[smtp] max_message_size` gets 552 5.3.4 after its end;
+//! more than `[smtp] max_recipients` get 452 4.5.3; after `[smtp] max_errors` errors, 421.
+//!
+//! **DATA.** Dot-unstuffing; only `CRLF . CRLF` ends the data. A bare LF inside the data is
+//! normalised to CRLF and never ends it (no SMTP smuggling); a line of a single dot ended by a
+//! bare LF is data. More than 50 Received headers is a loop: 554 5.4.6. A header section that
+//! mail-parser cannot read as header fields is refused with 554 5.6.0.
+//!
+//! Standards: RFC 5321 (4.1 commands, 4.2 replies, 4.5.3 limits, 4.5.2 transparency, 6.3
+//! loops), RFC 2920 (PIPELINING), RFC 1870 (SIZE), RFC 6152 (8BITMIME), RFC 2034 (enhanced
+//! status codes), RFC 6531 (SMTPUTF8).
+
+use std::net::IpAddr;
+
+use smtp_proto::Request;
+
+use super::policy::{self, NumberRules, Verdict};
+
+/// Longest command line (RFC 5321 4.5.3.1.4), CRLF included.
+pub const MAX_COMMAND_LINE: usize = 512;
+/// Longest text line (RFC 5321 4.5.3.1.6), CRLF included.
+pub const MAX_TEXT_LINE: usize = 1000;
+/// More Received headers than this is a mail loop (Postfix: hopcount_limit).
+pub const MAX_HOPS: usize = 50;
+
+/// What the session needs to know about its server.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Our host name (greeting, EHLO, Received).
+    pub hostname: String,
+    /// Our SMS domains.
+    pub domains: Vec<String>,
+    /// Whether this client may relay (trusted network).
+    pub trusted: bool,
+    /// Largest message.
+    pub max_message_size: usize,
+    /// Most recipients per message.
+    pub max_recipients: usize,
+    /// Errors before the session is closed.
+    pub max_errors: u32,
+    /// Number normalisation.
+    pub rules: NumberRules,
+    /// Whether unknown subscribers are refused at RCPT (the registry is authoritative).
+    pub registry_authoritative: bool,
+}
+
+/// What the connection must do after a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Send this reply (may be empty: nothing to send) and read on.
+    Reply(String),
+    /// Send this reply and close the connection.
+    Close(String),
+    /// Look `msisdn` up in the registry, then call [`Session::recipient_checked`].
+    CheckSubscriber {
+        /// The recipient address to add if the subscriber exists.
+        address: String,
+        /// The number to look up.
+        msisdn: String,
+    },
+    /// The message is complete and acceptable: commit it, then call [`Session::committed`].
+    Commit(Accepted),
+}
+
+/// A message ready for the spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The reverse-path ("" for the null sender).
+    pub sender: String,
+    /// The recipients, normalised.
+    pub recipients: Vec<String>,
+    /// The message as received (dot-unstuffed, CRLF line ends), without our Received header.
+    pub data: Vec<u8>,
+    /// The HELO/EHLO name.
+    pub helo: String,
+    /// `SMTP` or `ESMTP`.
+    pub protocol: &'static str,
+}
+
+#[derive(Debug)]
+enum State {
+    Command,
+    Data(DataState),
+}
+
+#[derive(Debug, Default)]
+struct DataState {
+    buf: Vec<u8>,
+    too_big: bool,
+    long_line: bool,
+    in_headers: bool,
+    hops: usize,
+}
+
+#[derive(Debug)]
+struct Transaction {
+    sender: String,
+    recipients: Vec<String>,
+}
+
+/// One SMTP session.
+#[derive(Debug)]
+pub struct Session {
+    cfg: SessionConfig,
+    peer: IpAddr,
+    helo: Option<(String, bool)>,
+    tx: Option<Transaction>,
+    state: State,
+    errors: u32,
+}
+
+fn reply(code: u16, enhanced: &str, text: &str) -> String {
+    format!("{code} {enhanced} {text}\r\n")
+}
+
+impl Session {
+    /// A session for a client at `peer`.
+    pub fn new(cfg: SessionConfig, peer: IpAddr) -> Session {
+        Session {
+            cfg,
+            peer,
+            helo: None,
+            tx: None,
+            state: State::Command,
+            errors: 0,
+        }
+    }
+
+    /// The greeting.
+    pub fn greeting(&self) -> String {
+        format!("220 {} ESMTP smsmta\r\n", self.cfg.hostname)
+    }
+
+    /// Whether the session is inside DATA (shutdown lets it finish).
+    pub fn in_data(&self) -> bool {
+        matches!(self.state, State::Data(_))
+    }
+
+    /// Whether a mail transaction is open (MAIL given).
+    pub fn in_transaction(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    fn error(&mut self, r: String) -> Step {
+        self.errors += 1;
+        if self.errors >= self.cfg.max_errors {
+            return Step::Close(format!(
+                "{}421 4.7.0 {} Error: too many errors\r\n",
+                r, self.cfg.hostname
+            ));
+        }
+        Step::Reply(r)
+    }
+
+    /// Handles one line: the octets before the line end, whether it was cut for length, and
+    /// whether it ended with a bare LF.
+    pub fn line(&mut self, line: &[u8], too_long: bool, bare_lf: bool) -> Step {
+        match &mut self.state {
+            State::Data(_) => self.data_line(line, too_long, bare_lf),
+            State::Command => self.command(line, too_long),
+        }
+    }
+
+    fn command(&mut self, line: &[u8], too_long: bool) -> Step {
+        if too_long || line.len() + 2 > MAX_COMMAND_LINE {
+            return self.error(reply(500, "5.5.2", "Error: command line too long"));
+        }
+        let mut full = line.to_vec();
+        full.extend_from_slice(b"\r\n");
+        let req = match Request::parse(&mut full.iter()) {
+            Ok(r) => r,
+            Err(smtp_proto::Error::UnknownCommand) => {
+                return self.error(reply(500, "5.5.2", "Error: command not recognized"));
+            }
+            Err(smtp_proto::Error::InvalidSenderAddress) => {
+                return self.error(reply(501, "5.1.7", "Bad sender address syntax"));
+            }
+            Err(smtp_proto::Error::InvalidRecipientAddress) => {
+                return self.error(reply(501, "5.1.3", "Bad recipient address syntax"));
+            }
+            Err(smtp_proto::Error::UnsupportedParameter { .. })
+            | Err(smtp_proto::Error::InvalidParameter { .. }) => {
+                return self.error(reply(555, "5.5.4", "Unsupported or invalid parameter"));
+            }
+            Err(_) => return self.error(reply(501, "5.5.2", "Syntax error")),
+        };
+        match req {
+            Request::Ehlo { host } => {
+                self.helo = Some((host.to_string(), true));
+                self.tx = None;
+                Step::Reply(format!(
+                    "250-{}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 SMTPUTF8\r\n",
+                    self.cfg.hostname, self.cfg.max_message_size
+                ))
+            }
+            Request::Helo { host } | Request::Lhlo { host } => {
+                self.helo = Some((host.to_string(), false));
+                self.tx = None;
+                Step::Reply(format!("250 {}\r\n", self.cfg.hostname))
+            }
+            Request::Mail { from } => {
+                if self.tx.is_some() {
+                    return self.error(reply(503, "5.5.1", "Error: nested MAIL command"));
+                }
+                if from.size > self.cfg.max_message_size {
+                    return self.error(reply(552, "5.3.4", "Message size exceeds fixed limit"));
+                }
+                let sender = from.address.to_string();
+                if sender.contains(['\r', '\n', '<', '>']) || sender.len() > 254 {
+                    return self.error(reply(501, "5.1.7", "Bad sender address syntax"));
+                }
+                self.tx = Some(Transaction {
+                    sender,
+                    recipients: Vec::new(),
+                });
+                Step::Reply(reply(250, "2.1.0", "Ok"))
+            }
+            Request::Rcpt { to } => {
+                let Some(tx) = &self.tx else {
+                    return self.error(reply(503, "5.5.1", "Error: need MAIL command"));
+                };
+                if tx.recipients.len() >= self.cfg.max_recipients {
+                    return Step::Reply(reply(452, "4.5.3", "Error: too many recipients"));
+                }
+                match policy::judge(
+                    &to.address,
+                    &self.cfg.domains,
+                    self.cfg.trusted,
+                    &self.cfg.rules,
+                ) {
+                    Verdict::Local { address, msisdn } => {
+                        if self.cfg.registry_authoritative {
+                            Step::CheckSubscriber { address, msisdn }
+                        } else {
+                            self.add_recipient(address)
+                        }
+                    }
+                    Verdict::Relay { address } => self.add_recipient(address),
+                    Verdict::NotANumber => self.error(reply(
+                        550,
+                        "5.1.1",
+                        &format!(
+                            "<{}>: Recipient address rejected: not a phone number",
+                            to.address
+                        ),
+                    )),
+                    Verdict::RelayDenied => self.error(reply(
+                        554,
+                        "5.7.1",
+                        &format!("<{}>: Relay access denied", to.address),
+                    )),
+                    Verdict::BadAddress => {
+                        self.error(reply(501, "5.1.3", "Bad recipient address syntax"))
+                    }
+                }
+            }
+            Request::Data => {
+                match &self.tx {
+                    None => return self.error(reply(503, "5.5.1", "Error: need MAIL command")),
+                    Some(tx) if tx.recipients.is_empty() => {
+                        return self.error(reply(554, "5.5.1", "Error: no valid recipients"));
+                    }
+                    Some(_) => {}
+                }
+                self.state = State::Data(DataState {
+                    in_headers: true,
+                    ..DataState::default()
+                });
+                Step::Reply("354 End data with <CR><LF>.<CR><LF>\r\n".into())
+            }
+            Request::Rset => {
+                self.tx = None;
+                Step::Reply(reply(250, "2.0.0", "Ok"))
+            }
+            Request::Noop { .. } => Step::Reply(reply(250, "2.0.0", "Ok")),
+            Request::Quit => Step::Close(reply(221, "2.0.0", "Bye")),
+            Request::Vrfy { .. } => Step::Reply(reply(
+                252,
+                "2.0.0",
+                "Cannot VRFY user, but will accept message",
+            )),
+            Request::Help { .. } => Step::Reply(reply(214, "2.0.0", "See RFC 5321")),
+            Request::StartTls => self.error(reply(454, "4.7.0", "TLS not available")),
+            Request::Auth { .. } => {
+                self.error(reply(503, "5.5.1", "Error: authentication not enabled"))
+            }
+            Request::Bdat { .. }
+            | Request::Expn { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. } => {
+                self.error(reply(502, "5.5.1", "Error: command not implemented"))
+            }
+        }
+    }
+
+    fn add_recipient(&mut self, address: String) -> Step {
+        match &mut self.tx {
+            Some(tx) => {
+                if !tx.recipients.contains(&address) {
+                    tx.recipients.push(address);
+                }
+                Step::Reply(reply(250, "2.1.5", "Ok"))
+            }
+            None => self.error(reply(503, "5.5.1", "Error: need MAIL command")),
+        }
+    }
+
+    /// The registry's answer for a [`Step::CheckSubscriber`].
+    pub fn recipient_checked(&mut self, address: String, known: bool) -> Step {
+        if known {
+            self.add_recipient(address)
+        } else {
+            self.error(reply(
+                550,
+                "5.1.1",
+                &format!("<{address}>: Recipient address rejected: unknown subscriber"),
+            ))
+        }
+    }
+
+    fn data_line(&mut self, line: &[u8], too_long: bool, bare_lf: bool) -> Step {
+        let State::Data(d) = &mut self.state else {
+            return Step::Reply(String::new());
+        };
+        if line == b"." && !bare_lf {
+            return self.end_of_data();
+        }
+        if too_long || line.len() + 2 > MAX_TEXT_LINE {
+            d.long_line = true;
+        }
+        // Dot-unstuffing (RFC 5321 4.5.2).
+        let content = if !bare_lf && line.first() == Some(&b'.') {
+            &line[1..]
+        } else {
+            line
+        };
+        if d.in_headers {
+            if content.is_empty() {
+                d.in_headers = false;
+            } else if content.len() >= 9 && content[..9].eq_ignore_ascii_case(b"received:") {
+                d.hops += 1;
+            }
+        }
+        if !d.too_big {
+            if d.buf.len() + content.len() + 2 > self.cfg.max_message_size {
+                d.too_big = true;
+                d.buf = Vec::new();
+            } else {
+                d.buf.extend_from_slice(content);
+                d.buf.extend_from_slice(b"\r\n");
+            }
+        }
+        Step::Reply(String::new())
+    }
+
+    fn end_of_data(&mut self) -> Step {
+        let State::Data(d) = std::mem::replace(&mut self.state, State::Command) else {
+            return Step::Reply(String::new());
+        };
+        let tx = self.tx.take();
+        if d.too_big {
+            return Step::Reply(reply(552, "5.3.4", "Message size exceeds fixed limit"));
+        }
+        if d.long_line {
+            return Step::Reply(reply(
+                500,
+                "5.5.2",
+                "Error: message line longer than 1000 octets",
+            ));
+        }
+        if d.hops > MAX_HOPS {
+            return Step::Reply(reply(554, "5.4.6", "Too many hops (mail loop)"));
+        }
+        if !headers_ok(&d.buf) {
+            return Step::Reply(reply(554, "5.6.0", "Message headers are malformed"));
+        }
+        let Some(tx) = tx else {
+            return Step::Reply(reply(503, "5.5.1", "Error: need MAIL command"));
+        };
+        let (helo, esmtp) = self
+            .helo
+            .clone()
+            .unwrap_or_else(|| ("unknown".to_string(), false));
+        Step::Commit(Accepted {
+            sender: tx.sender,
+            recipients: tx.recipients,
+            data: d.buf,
+            helo,
+            protocol: if esmtp { "ESMTP" } else { "SMTP" },
+        })
+    }
+
+    /// The reply once a [`Step::Commit`] was tried.
+    pub fn committed(&mut self, result: Result<String, String>) -> Step {
+        match result {
+            Ok(id) => Step::Reply(reply(250, "2.0.0", &format!("Ok: queued as {id}"))),
+            Err(why) => Step::Reply(reply(
+                451,
+                "4.3.0",
+                &format!("Error: queue file write error ({why})"),
+            )),
+        }
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> IpAddr {
+        self.peer
+    }
+}
+
+/// Whether the message starts with a header section mail-parser reads as header fields.
+fn headers_ok(data: &[u8]) -> bool {
+    let first = data.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let Some(colon) = first.iter().position(|b| *b == b':') else {
+        return false;
+    };
+    let name = &first[..colon];
+    if name.is_empty() || !name.iter().all(|b| (33..=126).contains(b)) {
+        return false;
+    }
+    mail_parser::MessageParser::new()
+        .parse_headers(data)
+        .is_some_and(|m| !m.headers().is_empty())
+}
+
+/// The Received header smsmta prepends (RFC 5321 4.4).
+pub fn received_header(a: &Accepted, peer: IpAddr, hostname: &str, id: &str, date: &str) -> String {
+    let helo: String = a
+        .helo
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(64)
+        .collect();
+    let rcpt = if a.recipients.len() == 1 {
+        format!("\r\n\tfor <{}>", a.recipients[0])
+    } else {
+        String::new()
+    };
+    format!(
+        "Received: from {helo} ([{peer}])\r\n\tby {hostname} (smsmta) with {} id {id}{rcpt};\r\n\t{date}\r\n",
+        a.protocol
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cfg(trusted: bool) -> SessionConfig {
+        SessionConfig {
+            hostname: "mta.test".into(),
+            domains: vec!["sms.test".into()],
+            trusted,
+            max_message_size: 10_000,
+            max_recipients: 3,
+            max_errors: 5,
+            rules: NumberRules {
+                country_code: "1".into(),
+                national_prefix: "0".into(),
+            },
+            registry_authoritative: false,
+        }
+    }
+
+    fn run(s: &mut Session, lines: &[&str]) -> Vec<Step> {
+        lines
+            .iter()
+            .map(|l| s.line(l.as_bytes(), false, false))
+            .collect()
+    }
+
+    fn code(step: &Step) -> u16 {
+        match step {
+            Step::Reply(r) | Step::Close(r) => r.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0),
+            Step::Commit(_) => 1,
+            Step::CheckSubscriber { .. } => 2,
+        }
+    }
+
+    #[test]
+    fn a_whole_transaction_reaches_commit() {
+        let mut s = Session::new(cfg(false), "192.0.2.1".parse().unwrap());
+        let steps = run(
+            &mut s,
+            &[
+                "EHLO client.example",
+                "MAIL FROM:<>",
+                "RCPT TO:<+15551234567@SMS.test>",
+                "DATA",
+                "Subject: x",
+                "",
+                "..hi",
+                ".",
+            ],
+        );
+        let codes: Vec<u16> = steps.iter().map(code).collect();
+        assert_eq!(codes, vec![250, 250, 250, 354, 0, 0, 0, 1]);
+        let Step::Commit(a) = &steps[7] else { panic!() };
+        assert_eq!(a.sender, "");
+        assert_eq!(a.recipients, vec!["15551234567@sms.test"]);
+        assert_eq!(a.data, b"Subject: x\r\n\r\n.hi\r\n");
+        assert_eq!(
+            s.committed(Ok("ID1".into())),
+            Step::Reply("250 2.0.0 Ok: queued as ID1\r\n".into())
+        );
+    }
+
+    #[test]
+    fn ehlo_advertises_the_extensions() {
+        let mut s = Session::new(cfg(false), "192.0.2.1".parse().unwrap());
+        let Step::Reply(r) = s.line(b"EHLO x", false, false) else {
+            panic!()
+        };
+        for ext in [
+            "PIPELINING",
+            "SIZE 10000",
+            "8BITMIME",
+            "ENHANCEDSTATUSCODES",
+            "SMTPUTF8",
+        ] {
+            assert!(r.contains(ext), "{r}");
+        }
+    }
+
+    #[test]
+    fn limits_and_errors() {
+        let mut s = Session::new(cfg(false), "192.0.2.1".parse().unwrap());
+        assert_eq!(code(&s.line(&[b'a'; 600], false, false)), 500);
+        assert_eq!(
+            code(&s.line(b"MAIL FROM:<a@b.c> SIZE=20000", false, false)),
+            552
+        );
+        assert_eq!(code(&s.line(b"RCPT TO:<1@sms.test>", false, false)), 503);
+        let mut s = Session::new(cfg(false), "192.0.2.1".parse().unwrap());
+        run(&mut s, &["HELO x", "MAIL FROM:<a@b.c>"]);
+        for i in 0..3 {
+            assert_eq!(
+                code(&s.line(
+                    format!("RCPT TO:<1555000000{i}@sms.test>").as_bytes(),
+                    false,
+                    false
+                )),
+                250
+            );
+        }
+        assert_eq!(
+            code(&s.line(b"RCPT TO:<15550000009@sms.test>", false, false)),
+            452
+        );
+    }
+
+    #[test]
+    fn too_many_errors_close_the_session() {
+        let mut s = Session::new(cfg(false), "192.0.2.1".parse().unwrap());
+        for _ in 0..4 {
+            assert!(matches!(s.line(b"BOGUS", false, false), Step::Reply(_)));
+        }
+        assert!(
+            matches!(s.line(b"BOGUS", false, false), Step::Close(r) if r.contains("421 4.7.0"))
+        );
+    }
+
+    #[test]
+    fn data_limits_loops_and_bare_lf() {
+        let mut s = Session::new(cfg(false), "192.0.2.1".parse().unwrap());
+        let mut lines = vec![
+            "HELO x",
+            "MAIL FROM:<a@b.c>",
+            "RCPT TO:<15551234567@sms.test>",
+            "DATA",
+        ];
+        let hops: Vec<String> = (0..51).map(|i| format!("Received: from h{i}")).collect();
+        lines.extend(hops.iter().map(String::as_str));
+        lines.extend(["", "body", "."]);
+        assert_eq!(code(run(&mut s, &lines).last().unwrap()), 554);
+
+        run(
+            &mut s,
+            &[
+                "MAIL FROM:<a@b.c>",
+                "RCPT TO:<15551234567@sms.test>",
+                "DATA",
+                "Subject: x",
+                "",
+            ],
+        );
+        // A dot line ended by a bare LF is data, not the end.
+        assert_eq!(s.line(b".", false, true), Step::Reply(String::new()));
+        assert!(s.in_data());
+        let long = vec![b'x'; 1200];
+        s.line(&long, false, false);
+        assert_eq!(code(&s.line(b".", false, false)), 500);
+
+        run(
+            &mut s,
+            &[
+                "MAIL FROM:<a@b.c>",
+                "RCPT TO:<15551234567@sms.test>",
+                "DATA",
+            ],
+        );
+        assert_eq!(code(&s.line(b"this is not a header", false, false)), 0);
+        assert_eq!(code(&s.line(b".", false, false)), 554);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_lines_never_panic(lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..40), flags in any::<u8>()) {
+            let mut s = Session::new(cfg(flags & 1 == 1), "192.0.2.1".parse().unwrap());
+            for (i, l) in lines.iter().enumerate() {
+                let step = s.line(l, flags & 2 == 2, i % 3 == 0 && flags & 4 == 4);
+                if let Step::Commit(_) = step { let _ = s.committed(Ok("X".into())); }
+                if let Step::CheckSubscriber { address, .. } = step { let _ = s.recipient_checked(address, true); }
+            }
+        }
+    }
+}
