@@ -126,6 +126,8 @@ pub struct Running {
     pub sip_tcp: SocketAddr,
     /// The SMTP address actually bound.
     pub smtp: SocketAddr,
+    /// The submission address actually bound, if configured.
+    pub submission: Option<SocketAddr>,
     /// The registry.
     pub registry: Registry,
     /// REGISTER notifications.
@@ -202,13 +204,36 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         .map_err(|e| AppError::Internal(e.to_string()))?;
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    let smtp_server = Arc::new(
+        SmtpServer::new(Arc::clone(&cfg), writer.clone(), registry.clone())
+            .map_err(|e| AppError::Internal(e.to_string()))?,
+    );
+    let submission = if cfg.smtp.submission_listen.is_empty() {
+        None
+    } else {
+        let addr: SocketAddr = cfg
+            .smtp
+            .submission_listen
+            .parse()
+            .map_err(|e| AppError::Internal(format!("smtp.submission_listen: {e}")))?;
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind { addr, source })?;
+        let bound = l
+            .local_addr()
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        tasks.spawn(smtp_listener::run(
+            l,
+            Arc::clone(&smtp_server),
+            true,
+            shutdown.clone(),
+        ));
+        Some(bound)
+    };
     tasks.spawn(smtp_listener::run(
         smtp_listener,
-        Arc::new(SmtpServer::new(
-            Arc::clone(&cfg),
-            writer.clone(),
-            registry.clone(),
-        )),
+        Arc::clone(&smtp_server),
+        false,
         shutdown.clone(),
     ));
     tasks.spawn(listener::run_udp(
@@ -248,6 +273,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         sip_udp,
         sip_tcp,
         smtp,
+        submission,
         registry,
         reachable,
         writer,

@@ -164,6 +164,25 @@ pub struct SmtpConfig {
     pub national_prefix: String,
     /// Refuse recipients whose number is not a subscriber in the registry (550 5.1.1).
     pub registry_authoritative: bool,
+    /// PEM certificate chain for STARTTLS; empty: no TLS (and so no AUTH).
+    pub tls_cert: PathBuf,
+    /// PEM private key for STARTTLS.
+    pub tls_key: PathBuf,
+    /// A second listener for submission (port 587 style: AUTH required before MAIL); empty
+    /// for none.
+    pub submission_listen: String,
+    /// Users who may authenticate (AUTH PLAIN/LOGIN, under TLS only).
+    pub users: Vec<SmtpUser>,
+}
+
+/// A user who may authenticate over SMTP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpUser {
+    /// Login name.
+    pub name: String,
+    /// SHA-512 crypt hash (`$6$...`, as `openssl passwd -6` or `smsmta hash-password` print).
+    pub password_hash: String,
 }
 
 /// `[registry]`.
@@ -265,6 +284,10 @@ impl Default for SmtpConfig {
             country_code: String::new(),
             national_prefix: "0".into(),
             registry_authoritative: false,
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            submission_listen: String::new(),
+            users: Vec::new(),
         }
     }
 }
@@ -476,6 +499,31 @@ impl Config {
             || smtp.national_prefix.len() > 2
         {
             return Err(("smtp.national_prefix", "must be up to 2 digits".into()));
+        }
+        if smtp.tls_cert.as_os_str().is_empty() != smtp.tls_key.as_os_str().is_empty() {
+            return Err(("smtp.tls_cert", "tls_cert and tls_key go together".into()));
+        }
+        if !smtp.submission_listen.is_empty()
+            && smtp.submission_listen.parse::<SocketAddr>().is_err()
+        {
+            return Err((
+                "smtp.submission_listen",
+                format!("{:?} is not a socket address", smtp.submission_listen),
+            ));
+        }
+        for u in &smtp.users {
+            if u.name.is_empty() || u.name.contains(['\0', ' ']) {
+                return Err(("smtp.users", format!("bad user name {:?}", u.name)));
+            }
+            if !u.password_hash.starts_with("$6$") {
+                return Err((
+                    "smtp.users",
+                    format!(
+                        "user {:?}: password_hash must be a SHA-512 crypt hash ($6$...), never a plain password",
+                        u.name
+                    ),
+                ));
+            }
         }
         let r = &self.registry;
         bound(

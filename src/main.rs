@@ -49,6 +49,8 @@ enum Cmd {
     /// Read an RFC 5322 message on stdin and queue it (like sendmail(1)); exits 0 only once
     /// the message is durable.
     Inject(InjectArgs),
+    /// Print a SHA-512 crypt hash of a password read on stdin, for `[[smtp.users]]`.
+    HashPassword,
     /// Manage subscribers in the registry.
     Subscriber {
         #[command(subcommand)]
@@ -160,6 +162,7 @@ fn main() -> ExitCode {
         Cmd::Queue { op } => queue(&config, op),
         Cmd::Inject(args) => inject(&config, args),
         Cmd::Subscriber { op } => subscriber(&config, op),
+        Cmd::HashPassword => hash_password(),
     }
 }
 
@@ -494,5 +497,27 @@ fn subscriber(config: &Config, op: SubscriberOp) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+    }
+}
+
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        return ExitCode::from(EX_USAGE);
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("smsmta: give the password on stdin");
+        return ExitCode::from(EX_USAGE);
+    }
+    match sha_crypt::Sha512Params::new(100_000)
+        .ok()
+        .and_then(|p| sha_crypt::sha512_simple(password, &p).ok())
+    {
+        Some(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::from(EX_SOFTWARE),
     }
 }

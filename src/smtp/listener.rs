@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -34,7 +34,15 @@ use crate::spool::{Origin, OriginKind, Writer};
 #[derive(Debug, Default)]
 pub struct RateLimiter {
     per_hour: u32,
-    seen: Mutex<HashMap<IpAddr, (u64, u32)>>,
+    seen: Mutex<HashMap<String, (u64, u32)>>,
+}
+
+/// Rate limits count per authenticated user, else per client address.
+fn limit_key(session: &Session, peer: SocketAddr) -> String {
+    match session.user() {
+        Some(u) => format!("user:{u}"),
+        None => format!("ip:{}", peer.ip()),
+    }
 }
 
 impl RateLimiter {
@@ -46,7 +54,7 @@ impl RateLimiter {
         }
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (u64, u32)>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, u32)>> {
         match self.seen.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -54,16 +62,16 @@ impl RateLimiter {
     }
 
     /// Whether `who` has used its allowance for the hour `now / 3600`.
-    pub fn exceeded(&self, who: IpAddr, now: u64) -> bool {
+    pub fn exceeded(&self, who: &str, now: u64) -> bool {
         if self.per_hour == 0 {
             return false;
         }
         let hour = now / 3600;
-        matches!(self.map().get(&who), Some((h, n)) if *h == hour && *n >= self.per_hour)
+        matches!(self.map().get(who), Some((h, n)) if *h == hour && *n >= self.per_hour)
     }
 
     /// Counts one accepted message.
-    pub fn record(&self, who: IpAddr, now: u64) {
+    pub fn record(&self, who: &str, now: u64) {
         if self.per_hour == 0 {
             return;
         }
@@ -72,7 +80,7 @@ impl RateLimiter {
         if m.len() > 100_000 {
             m.retain(|_, (h, _)| *h == hour);
         }
-        let e = m.entry(who).or_insert((hour, 0));
+        let e = m.entry(who.to_string()).or_insert((hour, 0));
         if e.0 != hour {
             *e = (hour, 0);
         }
@@ -80,12 +88,51 @@ impl RateLimiter {
     }
 }
 
-/// Shared state of the SMTP listener.
+/// Shared state of the SMTP listeners.
 pub struct SmtpServer {
     cfg: Arc<Config>,
     writer: Writer,
     registry: Registry,
     limiter: RateLimiter,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    users: HashMap<String, String>,
+}
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS: {0}")]
+pub struct TlsError(pub String);
+
+/// Loads the STARTTLS certificate chain and key (PEM) with rustls and its aws-lc-rs provider
+/// (the one crypto backend in the build).
+///
+/// # Errors
+/// [`TlsError`] when the files do not load or do not match.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| TlsError(format!("{}: {e}", cert.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError(format!("{}: {e}", cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| TlsError(format!("{}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError(e.to_string()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+enum Outcome {
+    Closed,
+    StartTls,
 }
 
 impl std::fmt::Debug for SmtpServer {
@@ -95,18 +142,49 @@ impl std::fmt::Debug for SmtpServer {
 }
 
 impl SmtpServer {
-    /// The listener's shared state.
-    pub fn new(cfg: Arc<Config>, writer: Writer, registry: Registry) -> SmtpServer {
+    /// The listeners' shared state.
+    ///
+    /// # Errors
+    /// [`TlsError`] when a configured certificate does not load.
+    pub fn new(
+        cfg: Arc<Config>,
+        writer: Writer,
+        registry: Registry,
+    ) -> Result<SmtpServer, TlsError> {
         let limiter = RateLimiter::new(cfg.smtp.rate_limit);
-        SmtpServer {
+        let tls = if cfg.smtp.tls_cert.as_os_str().is_empty() {
+            None
+        } else {
+            Some(tls_acceptor(&cfg.smtp.tls_cert, &cfg.smtp.tls_key)?)
+        };
+        let users = cfg
+            .smtp
+            .users
+            .iter()
+            .map(|u| (u.name.clone(), u.password_hash.clone()))
+            .collect();
+        Ok(SmtpServer {
             cfg,
             writer,
             registry,
             limiter,
-        }
+            tls,
+            users,
+        })
     }
 
-    fn session_config(&self, peer: IpAddr) -> SessionConfig {
+    /// Checks a password against the user's SHA-512 crypt hash (off the async threads: the
+    /// hash is deliberately slow).
+    async fn check_password(&self, user: &str, password: String) -> bool {
+        let Some(hash) = self.users.get(user).cloned() else {
+            return false;
+        };
+        tokio::task::spawn_blocking(move || sha_crypt::sha512_check(&password, &hash).is_ok())
+            .await
+            .unwrap_or(false)
+    }
+
+    fn session_config(&self, peer: IpAddr, submission: bool) -> SessionConfig {
         let s = &self.cfg.smtp;
         SessionConfig {
             hostname: self.cfg.hostname.clone(),
@@ -120,6 +198,9 @@ impl SmtpServer {
                 national_prefix: s.national_prefix.clone(),
             },
             registry_authoritative: s.registry_authoritative,
+            tls_available: self.tls.is_some(),
+            auth_available: self.tls.is_some() && !self.users.is_empty(),
+            auth_required: submission,
         }
     }
 
@@ -169,7 +250,13 @@ impl SmtpServer {
 }
 
 /// Accepts connections until `shutdown` is cancelled, then waits for the sessions.
-pub async fn run(listener: TcpListener, server: Arc<SmtpServer>, shutdown: CancellationToken) {
+/// `submission`: every session must authenticate before MAIL.
+pub async fn run(
+    listener: TcpListener,
+    server: Arc<SmtpServer>,
+    submission: bool,
+    shutdown: CancellationToken,
+) {
     let limit = Arc::new(Semaphore::new(server.cfg.smtp.max_connections));
     let mut tasks = JoinSet::new();
     loop {
@@ -194,7 +281,7 @@ pub async fn run(listener: TcpListener, server: Arc<SmtpServer>, shutdown: Cance
         let server = Arc::clone(&server);
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
-            if let Err(e) = connection(stream, peer, &server, shutdown).await {
+            if let Err(e) = connection(stream, peer, &server, submission, shutdown).await {
                 debug!(%peer, "smtp connection: {e}");
             }
             drop(permit);
@@ -210,11 +297,47 @@ async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     server: &SmtpServer,
+    submission: bool,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
-    let mut session = Session::new(server.session_config(peer.ip()), peer.ip());
+    let mut session = Session::new(server.session_config(peer.ip(), submission), peer.ip());
     stream.write_all(session.greeting().as_bytes()).await?;
+    match serve(&mut stream, &mut session, peer, server, &shutdown).await? {
+        Outcome::Closed => Ok(()),
+        Outcome::StartTls => {
+            let Some(acceptor) = server.tls.clone() else {
+                return Ok(());
+            };
+            let mut tls = match tokio::time::timeout(
+                Duration::from_secs(30),
+                acceptor.accept(stream),
+            )
+            .await
+            {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    debug!(%peer, "smtp TLS handshake: {e}");
+                    return Ok(());
+                }
+                Err(_) => return Ok(()),
+            };
+            session.tls_started();
+            serve(&mut tls, &mut session, peer, server, &shutdown).await?;
+            let _ = tls.shutdown().await;
+            Ok(())
+        }
+    }
+}
+
+/// Runs the session over `stream` until it closes or asks for TLS.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    session: &mut Session,
+    peer: SocketAddr,
+    server: &SmtpServer,
+    shutdown: &CancellationToken,
+) -> std::io::Result<Outcome> {
     let idle = server.cfg.smtp.idle_timeout.0;
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut out = String::new();
@@ -231,7 +354,9 @@ async fn connection(
             let mut step = if !session.in_data()
                 && line.len() >= 4
                 && line[..4].eq_ignore_ascii_case(b"MAIL")
-                && server.limiter.exceeded(peer.ip(), crate::spool::now_unix())
+                && server
+                    .limiter
+                    .exceeded(&limit_key(session, peer), crate::spool::now_unix())
             {
                 Step::Reply(
                     "450 4.7.1 Error: too many messages from this client, try again later\r\n"
@@ -249,7 +374,19 @@ async fn connection(
                     Step::Close(r) => {
                         out.push_str(&r);
                         stream.write_all(out.as_bytes()).await?;
-                        return Ok(());
+                        return Ok(Outcome::Closed);
+                    }
+                    Step::StartTls(r) => {
+                        out.push_str(&r);
+                        stream.write_all(out.as_bytes()).await?;
+                        stream.flush().await?;
+                        // Anything pipelined after STARTTLS is dropped (RFC 3207 5).
+                        return Ok(Outcome::StartTls);
+                    }
+                    Step::Authenticate { user, password } => {
+                        let ok = server.check_password(&user, password).await;
+                        info!(%peer, "smtp AUTH {user}: {}", if ok { "ok" } else { "failed" });
+                        step = session.auth_result(user, ok);
                     }
                     Step::CheckSubscriber { address, msisdn } => {
                         let known = server
@@ -268,7 +405,9 @@ async fn connection(
                     Step::Commit(accepted) => {
                         let r = server.commit(accepted, peer).await;
                         if r.is_ok() {
-                            server.limiter.record(peer.ip(), crate::spool::now_unix());
+                            server
+                                .limiter
+                                .record(&limit_key(session, peer), crate::spool::now_unix());
                         }
                         step = session.committed(r);
                     }
@@ -287,7 +426,7 @@ async fn connection(
         let read = tokio::select! {
             _ = shutdown.cancelled(), if !session.in_data() => {
                 stream.write_all(b"421 4.3.2 Service shutting down, closing connection\r\n").await?;
-                return Ok(());
+                return Ok(Outcome::Closed);
             }
             r = tokio::time::timeout(idle, stream.read(&mut chunk)) => r,
         };
@@ -297,11 +436,11 @@ async fn connection(
                 stream
                     .write_all(b"421 4.4.2 Error: timeout exceeded\r\n")
                     .await?;
-                return Ok(());
+                return Ok(Outcome::Closed);
             }
         };
         if n == 0 {
-            return Ok(());
+            return Ok(Outcome::Closed);
         }
         if discarding {
             // Drop the rest of an over-long line up to its end.

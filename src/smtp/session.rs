@@ -50,6 +50,12 @@ pub struct SessionConfig {
     pub rules: NumberRules,
     /// Whether unknown subscribers are refused at RCPT (the registry is authoritative).
     pub registry_authoritative: bool,
+    /// Whether STARTTLS is offered (a certificate is configured).
+    pub tls_available: bool,
+    /// Whether AUTH is offered under TLS (users are configured).
+    pub auth_available: bool,
+    /// Submission: MAIL needs AUTH first.
+    pub auth_required: bool,
 }
 
 /// What the connection must do after a line.
@@ -68,6 +74,16 @@ pub enum Step {
     },
     /// The message is complete and acceptable: commit it, then call [`Session::committed`].
     Commit(Accepted),
+    /// Send this reply, then start TLS and call [`Session::tls_started`]; octets the client
+    /// sent after the command are discarded (RFC 3207 5).
+    StartTls(String),
+    /// Check these credentials, then call [`Session::auth_result`].
+    Authenticate {
+        /// Login name.
+        user: String,
+        /// Password.
+        password: String,
+    },
 }
 
 /// A message ready for the spool.
@@ -89,6 +105,11 @@ pub struct Accepted {
 enum State {
     Command,
     Data(DataState),
+    /// AUTH PLAIN without an initial response: waiting for it.
+    AuthPlain,
+    /// AUTH LOGIN: waiting for the user name, then the password.
+    AuthLoginUser,
+    AuthLoginPassword(String),
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +136,8 @@ pub struct Session {
     tx: Option<Transaction>,
     state: State,
     errors: u32,
+    tls: bool,
+    user: Option<String>,
 }
 
 fn reply(code: u16, enhanced: &str, text: &str) -> String {
@@ -131,6 +154,73 @@ impl Session {
             tx: None,
             state: State::Command,
             errors: 0,
+            tls: false,
+            user: None,
+        }
+    }
+
+    /// The authenticated user, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// TLS is up: the session starts over (RFC 3207 4.2: forget EHLO and any transaction).
+    pub fn tls_started(&mut self) {
+        self.tls = true;
+        self.helo = None;
+        self.tx = None;
+        self.state = State::Command;
+    }
+
+    /// The verdict on credentials from a [`Step::Authenticate`].
+    pub fn auth_result(&mut self, user: String, ok: bool) -> Step {
+        if ok {
+            self.user = Some(user);
+            Step::Reply(reply(235, "2.7.0", "Authentication successful"))
+        } else {
+            self.error(reply(535, "5.7.8", "Error: authentication failed"))
+        }
+    }
+
+    fn auth_continue(&mut self, line: &[u8]) -> Step {
+        use base64::Engine;
+        let state = std::mem::replace(&mut self.state, State::Command);
+        if line == b"*" {
+            return self.error(reply(501, "5.0.0", "Authentication aborted"));
+        }
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(line) else {
+            return self.error(reply(
+                501,
+                "5.5.2",
+                "Error: malformed authentication response",
+            ));
+        };
+        match state {
+            State::AuthPlain => self.plain(&decoded),
+            State::AuthLoginUser => {
+                self.state =
+                    State::AuthLoginPassword(String::from_utf8_lossy(&decoded).into_owned());
+                Step::Reply("334 UGFzc3dvcmQ6\r\n".into())
+            }
+            State::AuthLoginPassword(user) => Step::Authenticate {
+                user,
+                password: String::from_utf8_lossy(&decoded).into_owned(),
+            },
+            State::Command | State::Data(_) => Step::Reply(String::new()),
+        }
+    }
+
+    fn plain(&mut self, decoded: &[u8]) -> Step {
+        // authzid NUL authcid NUL password (RFC 4616)
+        let mut parts = decoded.split(|b| *b == 0);
+        let (Some(_authz), Some(user), Some(pass), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return self.error(reply(501, "5.5.2", "Error: malformed PLAIN response"));
+        };
+        Step::Authenticate {
+            user: String::from_utf8_lossy(user).into_owned(),
+            password: String::from_utf8_lossy(pass).into_owned(),
         }
     }
 
@@ -166,6 +256,13 @@ impl Session {
         match &mut self.state {
             State::Data(_) => self.data_line(line, too_long, bare_lf),
             State::Command => self.command(line, too_long),
+            State::AuthPlain | State::AuthLoginUser | State::AuthLoginPassword(_) => {
+                if too_long {
+                    self.state = State::Command;
+                    return self.error(reply(500, "5.5.2", "Error: line too long"));
+                }
+                self.auth_continue(line)
+            }
         }
     }
 
@@ -196,10 +293,18 @@ impl Session {
             Request::Ehlo { host } => {
                 self.helo = Some((host.to_string(), true));
                 self.tx = None;
-                Step::Reply(format!(
-                    "250-{}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 SMTPUTF8\r\n",
+                let mut r = format!(
+                    "250-{}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n",
                     self.cfg.hostname, self.cfg.max_message_size
-                ))
+                );
+                if self.cfg.tls_available && !self.tls {
+                    r.push_str("250-STARTTLS\r\n");
+                }
+                if self.cfg.auth_available && self.tls && self.user.is_none() {
+                    r.push_str("250-AUTH PLAIN LOGIN\r\n");
+                }
+                r.push_str("250 SMTPUTF8\r\n");
+                Step::Reply(r)
             }
             Request::Helo { host } | Request::Lhlo { host } => {
                 self.helo = Some((host.to_string(), false));
@@ -209,6 +314,9 @@ impl Session {
             Request::Mail { from } => {
                 if self.tx.is_some() {
                     return self.error(reply(503, "5.5.1", "Error: nested MAIL command"));
+                }
+                if self.cfg.auth_required && self.user.is_none() {
+                    return self.error(reply(530, "5.7.0", "Authentication required"));
                 }
                 if from.size > self.cfg.max_message_size {
                     return self.error(reply(552, "5.3.4", "Message size exceeds fixed limit"));
@@ -230,12 +338,9 @@ impl Session {
                 if tx.recipients.len() >= self.cfg.max_recipients {
                     return Step::Reply(reply(452, "4.5.3", "Error: too many recipients"));
                 }
-                match policy::judge(
-                    &to.address,
-                    &self.cfg.domains,
-                    self.cfg.trusted,
-                    &self.cfg.rules,
-                ) {
+                // Trusted networks and authenticated clients may relay (RFC 5321 7.1).
+                let may_relay = self.cfg.trusted || self.user.is_some();
+                match policy::judge(&to.address, &self.cfg.domains, may_relay, &self.cfg.rules) {
                     Verdict::Local { address, msisdn } => {
                         if self.cfg.registry_authoritative {
                             Step::CheckSubscriber { address, msisdn }
@@ -288,10 +393,19 @@ impl Session {
                 "Cannot VRFY user, but will accept message",
             )),
             Request::Help { .. } => Step::Reply(reply(214, "2.0.0", "See RFC 5321")),
-            Request::StartTls => self.error(reply(454, "4.7.0", "TLS not available")),
-            Request::Auth { .. } => {
-                self.error(reply(503, "5.5.1", "Error: authentication not enabled"))
+            Request::StartTls => {
+                if !self.cfg.tls_available {
+                    self.error(reply(454, "4.7.0", "TLS not available"))
+                } else if self.tls {
+                    self.error(reply(503, "5.5.1", "Error: TLS already active"))
+                } else {
+                    Step::StartTls(reply(220, "2.0.0", "Ready to start TLS"))
+                }
             }
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, initial_response.to_string()),
             Request::Bdat { .. }
             | Request::Expn { .. }
             | Request::Etrn { .. }
@@ -299,6 +413,52 @@ impl Session {
             | Request::Burl { .. } => {
                 self.error(reply(502, "5.5.1", "Error: command not implemented"))
             }
+        }
+    }
+
+    fn auth(&mut self, mechanism: u64, initial: String) -> Step {
+        use base64::Engine;
+        if !self.cfg.auth_available {
+            return self.error(reply(503, "5.5.1", "Error: authentication not enabled"));
+        }
+        if !self.tls {
+            return self.error(reply(
+                538,
+                "5.7.11",
+                "Encryption required for requested authentication mechanism",
+            ));
+        }
+        if self.user.is_some() {
+            return self.error(reply(503, "5.5.1", "Error: already authenticated"));
+        }
+        if self.tx.is_some() {
+            return self.error(reply(503, "5.5.1", "Error: MAIL transaction in progress"));
+        }
+        if mechanism == smtp_proto::AUTH_PLAIN {
+            if initial.is_empty() {
+                self.state = State::AuthPlain;
+                return Step::Reply("334 \r\n".into());
+            }
+            match base64::engine::general_purpose::STANDARD.decode(initial.as_bytes()) {
+                Ok(d) => self.plain(&d),
+                Err(_) => self.error(reply(
+                    501,
+                    "5.5.2",
+                    "Error: malformed authentication response",
+                )),
+            }
+        } else if mechanism == smtp_proto::AUTH_LOGIN {
+            self.state = State::AuthLoginUser;
+            if initial.is_empty() {
+                return Step::Reply("334 VXNlcm5hbWU6\r\n".into());
+            }
+            self.auth_continue(initial.as_bytes())
+        } else {
+            self.error(reply(
+                504,
+                "5.5.4",
+                "Error: unsupported authentication mechanism",
+            ))
         }
     }
 
@@ -395,7 +555,14 @@ impl Session {
             recipients: tx.recipients,
             data: d.buf,
             helo,
-            protocol: if esmtp { "ESMTP" } else { "SMTP" },
+            // RFC 3848 protocol types.
+            protocol: match (esmtp, self.tls, self.user.is_some()) {
+                (false, _, _) => "SMTP",
+                (true, false, false) => "ESMTP",
+                (true, true, false) => "ESMTPS",
+                (true, false, true) => "ESMTPA",
+                (true, true, true) => "ESMTPSA",
+            },
         })
     }
 
@@ -469,6 +636,9 @@ mod tests {
                 national_prefix: "0".into(),
             },
             registry_authoritative: false,
+            tls_available: true,
+            auth_available: true,
+            auth_required: false,
         }
     }
 
@@ -484,7 +654,68 @@ mod tests {
             Step::Reply(r) | Step::Close(r) => r.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0),
             Step::Commit(_) => 1,
             Step::CheckSubscriber { .. } => 2,
+            Step::StartTls(_) => 3,
+            Step::Authenticate { .. } => 4,
         }
+    }
+
+    #[test]
+    fn starttls_then_auth_plain_and_login() {
+        let mut s = Session::new(cfg(false), "192.0.2.1".parse().unwrap());
+        let Step::Reply(r) = s.line(b"EHLO x", false, false) else {
+            panic!()
+        };
+        assert!(r.contains("STARTTLS") && !r.contains("AUTH"), "{r}");
+        // AUTH before TLS is refused: credentials never travel in the clear.
+        assert_eq!(
+            code(&s.line(b"AUTH PLAIN AGFsaWNlAHNlY3JldA==", false, false)),
+            538
+        );
+        assert!(
+            matches!(s.line(b"STARTTLS", false, false), Step::StartTls(r) if r.starts_with("220"))
+        );
+        s.tls_started();
+        let Step::Reply(r) = s.line(b"EHLO x", false, false) else {
+            panic!()
+        };
+        assert!(
+            !r.contains("STARTTLS") && r.contains("AUTH PLAIN LOGIN"),
+            "{r}"
+        );
+        assert_eq!(
+            s.line(b"AUTH PLAIN AGFsaWNlAHNlY3JldA==", false, false),
+            Step::Authenticate {
+                user: "alice".into(),
+                password: "secret".into()
+            }
+        );
+        assert_eq!(code(&s.auth_result("alice".into(), false)), 535);
+        assert_eq!(code(&s.line(b"AUTH LOGIN", false, false)), 334);
+        assert_eq!(code(&s.line(b"YWxpY2U=", false, false)), 334);
+        assert_eq!(
+            s.line(b"c2VjcmV0", false, false),
+            Step::Authenticate {
+                user: "alice".into(),
+                password: "secret".into()
+            }
+        );
+        assert_eq!(code(&s.auth_result("alice".into(), true)), 235);
+        assert_eq!(s.user(), Some("alice"));
+        // Authenticated: may relay.
+        s.line(b"MAIL FROM:<alice@example.org>", false, false);
+        assert_eq!(
+            code(&s.line(b"RCPT TO:<bob@other.example>", false, false)),
+            250
+        );
+    }
+
+    #[test]
+    fn submission_needs_auth_before_mail() {
+        let mut c = cfg(false);
+        c.auth_required = true;
+        let mut s = Session::new(c, "192.0.2.1".parse().unwrap());
+        s.line(b"EHLO x", false, false);
+        assert_eq!(code(&s.line(b"MAIL FROM:<a@b.c>", false, false)), 530);
     }
 
     #[test]
@@ -618,9 +849,13 @@ mod tests {
         fn arbitrary_lines_never_panic(lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..40), flags in any::<u8>()) {
             let mut s = Session::new(cfg(flags & 1 == 1), "192.0.2.1".parse().unwrap());
             for (i, l) in lines.iter().enumerate() {
-                let step = s.line(l, flags & 2 == 2, i % 3 == 0 && flags & 4 == 4);
-                if let Step::Commit(_) = step { let _ = s.committed(Ok("X".into())); }
-                if let Step::CheckSubscriber { address, .. } = step { let _ = s.recipient_checked(address, true); }
+                match s.line(l, flags & 2 == 2, i % 3 == 0 && flags & 4 == 4) {
+                    Step::Commit(_) => { let _ = s.committed(Ok("X".into())); }
+                    Step::CheckSubscriber { address, .. } => { let _ = s.recipient_checked(address, true); }
+                    Step::StartTls(_) => s.tls_started(),
+                    Step::Authenticate { user, .. } => { let _ = s.auth_result(user, i % 2 == 0); }
+                    Step::Reply(_) | Step::Close(_) => {}
+                }
             }
         }
     }
