@@ -264,10 +264,11 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         });
     }
     info!(
-        "smsmta ready: spool {}, journal {}, domains {:?}, sip udp {sip_udp} tcp {sip_tcp}, smtp {smtp}",
+        "smsmta ready: spool {}, journal {}, domains {:?}, sip udp {sip_udp} tcp {sip_tcp}, smtp {smtp}, submission {}",
         cfg.spool_dir.display(),
         if cfg.spool.journal { "on" } else { "off" },
-        cfg.domains
+        cfg.domains,
+        submission.map_or("off".to_string(), |a| a.to_string())
     );
     Ok(Running {
         sip_udp,

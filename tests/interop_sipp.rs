@@ -10,10 +10,13 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use common::{BIN, Serve};
 use std::time::{Duration, Instant};
 
 use smsmta::sip::client::{SipClient, message_request};
@@ -21,7 +24,6 @@ use smsmta::sip::service::Transport;
 use smsmta::sip::transaction::ClientTimers;
 use smsmta::spool::{Queue, Spool};
 
-const BIN: &str = env!("CARGO_BIN_EXE_smsmta");
 const PEER: &str = "sipp (Debian package sip-tester; tests/run-all.sh installs it)";
 
 fn scenario(name: &str) -> PathBuf {
@@ -47,71 +49,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Serve {
-    child: Child,
-    sip: SocketAddr,
-}
-
-impl Serve {
-    fn start(config: &Path) -> Serve {
-        let mut child = Command::new(BIN)
-            .args(["--config", config.to_str().unwrap(), "serve"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let sip = loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("serve did not become ready");
-            if let Some(rest) = line.split("sip udp ").nth(1) {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || while rx.recv().is_ok() {});
-        Serve { child, sip }
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "serve did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn setup(dir: &Path) -> PathBuf {
-    let spool = dir.join("spool");
-    let config = dir.join("smsmta.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "domains = [\"sms.test\"]\nspool_dir = \"{}\"\n[sip]\nlisten = \"127.0.0.1:0\"\n[smtp]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n",
-            spool.display()
-        ),
-    )
-    .unwrap();
+    let config = common::config(dir, common::LOOPBACK);
     let st = Command::new(BIN)
         .args([
             "--config",

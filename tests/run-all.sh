@@ -25,6 +25,8 @@ apt_install() {
 
 # --- third-party peers -------------------------------------------------------------------
 apt_install sip-tester sipp
+apt_install swaks swaks
+apt_install openssl openssl
 # Independent SMS PDU implementation for the codec cross-check (python-gsmmodem-new).
 if ! python3 -c 'import gsmmodem.pdu' >/dev/null 2>&1; then
   log "installing python-gsmmodem-new from PyPI"
@@ -39,6 +41,7 @@ cargo test
 log "interop tests (cargo test -- --ignored)"
 cargo test --test interop_pdu -- --ignored
 cargo test --test interop_sipp -- --ignored
+cargo test --test interop_smtp -- --ignored
 
 # --- bounded fuzzing ---------------------------------------------------------------------
 FUZZ_SECONDS=${FUZZ_SECONDS:-10}
