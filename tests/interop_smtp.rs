@@ -221,3 +221,97 @@ fn swaks_plain_starttls_and_auth() {
         ["ESMTP", "ESMTPS", "ESMTPSA", "ESMTPSA", "ESMTPSA"]
     );
 }
+
+/// A private Postfix instance, stopped on drop.
+struct Postfix {
+    dir: std::path::PathBuf,
+}
+
+impl Postfix {
+    fn start(dir: &Path, port: u16, mode: &str, relay: Option<u16>) -> Postfix {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/postfix/start-instance.sh");
+        let mut cmd = Command::new("bash");
+        cmd.arg(script).arg(dir).arg(port.to_string()).arg(mode);
+        if let Some(r) = relay {
+            cmd.arg(r.to_string());
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "peer missing or failed: Postfix (Debian package postfix; tests/run-all.sh installs it): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Postfix {
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .arg("-c")
+            .arg(&self.dir)
+            .arg("stop")
+            .output();
+    }
+}
+
+#[test]
+#[ignore = "interop: needs Postfix and swaks; run by tests/run-all.sh"]
+fn postfix_relays_mail_for_the_sms_domain_into_smsmta() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::config(dir.path(), common::LOOPBACK);
+    let serve = Serve::start(&config);
+    let pf_dir = dir.path().join("postfix");
+    let pf_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _postfix = Postfix::start(&pf_dir, pf_port, "relay", Some(serve.smtp.port()));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // A user's mail reaches Postfix, whose transport map sends the SMS domain to smsmta.
+    let out = ok(&swaks(
+        SocketAddr::from(([127, 0, 0, 1], pf_port)),
+        &[
+            "--to",
+            "15551234567@sms.test",
+            "--body",
+            "relayed by postfix",
+        ],
+    ));
+    assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
+    let spool = Spool::open(dir.path().join("spool"), 1 << 24).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let files = loop {
+        let ids = spool.list(Queue::Incoming).unwrap();
+        if !ids.is_empty() || std::time::Instant::now() > deadline {
+            break ids;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        files.len(),
+        1,
+        "postfix delivered into smsmta: {}",
+        std::fs::read_to_string(pf_dir.join("maillog")).unwrap_or_default()
+    );
+    let f = spool.read(Queue::Incoming, files[0]).unwrap();
+    assert_eq!(f.envelope.recipients[0].address, "15551234567@sms.test");
+    assert_eq!(f.envelope.sender, "alice@example.org");
+    let m = String::from_utf8_lossy(&f.message);
+    assert!(
+        m.contains("by postfix.test (Postfix)"),
+        "Postfix's own Received line is kept: {m}"
+    );
+    assert!(m.contains("relayed by postfix"));
+    let log = std::fs::read_to_string(pf_dir.join("maillog")).unwrap_or_default();
+    assert!(
+        log.contains("status=sent (250 2.0.0 Ok: queued as"),
+        "{log}"
+    );
+    serve.stop();
+}

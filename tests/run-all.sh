@@ -27,6 +27,12 @@ apt_install() {
 apt_install sip-tester sipp
 apt_install swaks swaks
 apt_install openssl openssl
+if ! command -v postfix >/dev/null 2>&1; then
+  # "No configuration": Debian writes no main.cf and starts nothing; the tests run private
+  # instances on loopback (tests/interop/postfix/start-instance.sh).
+  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+  apt_install postfix postfix
+fi
 # Independent SMS PDU implementation for the codec cross-check (python-gsmmodem-new).
 if ! python3 -c 'import gsmmodem.pdu' >/dev/null 2>&1; then
   log "installing python-gsmmodem-new from PyPI"

@@ -1,0 +1,166 @@
+//! SMTP intake rate: Postfix's smtp-source (10 sessions, 400-byte messages, 10,000 messages)
+//! against `smsmta serve` and, in the same run, against a loopback Postfix with its normal
+//! durable queue (every message fsynced by cleanup before 250, then discarded by discard(8)).
+//!
+//! Run: `cargo bench --bench smtp_rate` as root (Postfix's master drops privileges), with the
+//! Debian packages postfix (smtp-source) installed. Three rounds each, alternating; reported:
+//! accepted messages a second (min / median / max) and the ratio of the medians. Each side is
+//! run with a new connection per message (smtp-source's default) and with persistent sessions
+//! (`-d`).
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_smsmta");
+const MESSAGES: u32 = 10_000;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn smtp_source(target: SocketAddr, persistent: bool) -> f64 {
+    let t = Instant::now();
+    let mut cmd = Command::new("smtp-source");
+    cmd.args([
+        "-s",
+        "10",
+        "-m",
+        &MESSAGES.to_string(),
+        "-l",
+        "400",
+        "-f",
+        "sender@example.org",
+        "-t",
+        "15551234567@sms.test",
+    ]);
+    if persistent {
+        cmd.arg("-d");
+    }
+    let st = cmd
+        .arg(target.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("smtp-source (Debian package postfix) is needed");
+    assert!(st.success(), "smtp-source failed against {target}");
+    f64::from(MESSAGES) / t.elapsed().as_secs_f64()
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    s[s.len() / 2]
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // smsmta with its defaults (journal on), logging at warn.
+    let config = dir.path().join("smsmta.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "domains = [\"sms.test\"]\nspool_dir = \"{}\"\n[sip]\nlisten = \"127.0.0.1:0\"\n[smtp]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn,smsmta::app=info\"\n",
+            dir.path().join("spool").display()
+        ),
+    )
+    .unwrap();
+    let mut server = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let smsmta: SocketAddr = loop {
+        let line = lines.next().expect("serve exited").unwrap();
+        if let Some(rest) = line.split("smtp ").nth(1) {
+            break rest.split([' ', ',']).next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+
+    let pf_dir = dir.path().join("postfix");
+    let pf_port = free_port();
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/postfix/start-instance.sh");
+    let st = Command::new("bash")
+        .arg(script)
+        .arg(&pf_dir)
+        .arg(pf_port.to_string())
+        .arg("discard")
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "cannot start Postfix (needs root and the postfix package)"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let postfix = SocketAddr::from(([127, 0, 0, 1], pf_port));
+
+    let mut rows = Vec::new();
+    for persistent in [false, true] {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for round in 0..3 {
+            a.push(smtp_source(smsmta, persistent));
+            b.push(smtp_source(postfix, persistent));
+            eprintln!(
+                "round {} ({}): smsmta {:.0}/s, postfix {:.0}/s",
+                round + 1,
+                if persistent { "-d" } else { "conn/msg" },
+                a[round],
+                b[round]
+            );
+        }
+        rows.push((persistent, a, b));
+    }
+    let _ = Command::new("postfix")
+        .arg("-c")
+        .arg(&pf_dir)
+        .arg("stop")
+        .status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().to_string())
+        .status();
+    let _ = server.wait();
+    let spool = smsmta::spool::Spool::open(dir.path().join("spool"), 1 << 24).unwrap();
+    let queued = spool.list(smsmta::spool::Queue::Incoming).unwrap().len();
+
+    println!(
+        "| smtp-source -s 10 -l 400 -m 10000 | smsmta (min/median/max msg/s) | Postfix durable queue (min/median/max msg/s) | ratio of medians |"
+    );
+    println!("|---|---:|---:|---:|");
+    for (persistent, a, b) in &rows {
+        let f = |v: &Vec<f64>| {
+            let mut s = v.clone();
+            s.sort_by(|x, y| x.total_cmp(y));
+            format!("{:.0} / {:.0} / {:.0}", s[0], s[1], s[2])
+        };
+        println!(
+            "| {} | {} | {} | {:.1}x |",
+            if *persistent {
+                "persistent sessions (-d)"
+            } else {
+                "new connection per message"
+            },
+            f(a),
+            f(b),
+            median(a) / median(b)
+        );
+    }
+    println!(
+        "messages in smsmta's spool afterwards: {queued} (expected {})",
+        6 * MESSAGES
+    );
+}
