@@ -5,7 +5,7 @@
 # missing), then a bounded fuzz run of every decoder.
 #
 # Usage: bash tests/run-all.sh            (from the repository root or anywhere)
-# Env:   FUZZ_SECONDS=N   seconds per fuzz target (default 10; 0 skips fuzzing)
+# Env:   FUZZ_SECONDS=N   seconds per fuzz target (default 8; 0 skips fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,7 +50,7 @@ cargo test --test interop_sipp -- --ignored
 cargo test --test interop_smtp -- --ignored
 
 # --- bounded fuzzing ---------------------------------------------------------------------
-FUZZ_SECONDS=${FUZZ_SECONDS:-10}
+FUZZ_SECONDS=${FUZZ_SECONDS:-8}
 if [ "$FUZZ_SECONDS" != "0" ] && [ -d fuzz ]; then
   if ! cargo fuzz --version >/dev/null 2>&1; then
     log "installing cargo-fuzz"
