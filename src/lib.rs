@@ -18,6 +18,7 @@
 
 pub mod app;
 pub mod config;
+pub mod delivery;
 pub mod mail;
 pub mod registry;
 pub mod sip;

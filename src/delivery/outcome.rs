@@ -1,0 +1,200 @@
+//! Every delivery result, classified once: delivered, retry, or bounce.
+//!
+//! Pure. One exhaustive match per protocol, no `_ =>` on the result kinds: a SIP final
+//! response, an SMTP reply, or a transport failure. Unknown codes are temporary: retry, never
+//! drop (maddy's rule), bounded by the message's lifetime.
+//!
+//! Standards: RFC 3261 21 (SIP response classes), RFC 3428 (MESSAGE), RFC 5321 4.2.1 (reply
+//! classes), RFC 3463 (enhanced status codes for notices).
+
+use std::time::Duration;
+
+/// What happened to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The next hop took responsibility (SIP 2xx, SMTP 250).
+    Delivered,
+    /// Try again later; `retry_after` when the peer said when (SIP Retry-After).
+    Retry {
+        /// Why, for the log and `queue list`.
+        reason: String,
+        /// The peer's own hint.
+        retry_after: Option<Duration>,
+    },
+    /// Give up now and tell the sender.
+    Bounce {
+        /// Why, for the log and the notice.
+        reason: String,
+        /// RFC 3463 status for the DSN (`5.1.1`, ...).
+        status: &'static str,
+    },
+}
+
+/// A failure below the protocol: nothing was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportFailure {
+    /// No final response before the timeout (SIP Timer F, SMTP timeouts).
+    Timeout,
+    /// Connection refused, reset, unreachable, DNS failure.
+    Unreachable,
+    /// The peer answered something that is not the protocol.
+    ProtocolError,
+}
+
+/// The class of a SIP final response to a MESSAGE (RFC 3261 21, RFC 3428 7).
+pub fn sip(status: u16, reason: &str, retry_after: Option<Duration>) -> Outcome {
+    let why = || format!("{status} {reason}");
+    match status {
+        200..=299 => Outcome::Delivered,
+        // Temporary: request timeout, handset not reachable (OpenBTS answers 480 when paging
+        // fails), busy, server errors that say "later".
+        408 | 480 | 486 | 500 | 503 | 504 => Outcome::Retry {
+            reason: why(),
+            retry_after,
+        },
+        404 | 604 => Outcome::Bounce {
+            reason: why(),
+            status: "5.1.1",
+        },
+        403 | 603 => Outcome::Bounce {
+            reason: why(),
+            status: "5.7.1",
+        },
+        484 | 485 => Outcome::Bounce {
+            reason: why(),
+            status: "5.1.3",
+        },
+        413 | 513 => Outcome::Bounce {
+            reason: why(),
+            status: "5.3.4",
+        },
+        // Any other client or global failure is permanent.
+        400..=499 | 600..=699 => Outcome::Bounce {
+            reason: why(),
+            status: "5.0.0",
+        },
+        // Other server failures (501 not implemented, 502, 505...): temporary, the next hop
+        // may be mended; the lifetime bounds the retries.
+        500..=599 => Outcome::Retry {
+            reason: why(),
+            retry_after,
+        },
+        // A provisional or nonsense code as a "final" response: unknown, so retry.
+        0..=199 | 300..=399 | 700..=u16::MAX => Outcome::Retry {
+            reason: format!("unexpected final response {}", why()),
+            retry_after,
+        },
+    }
+}
+
+/// The class of an SMTP reply to a transaction (RFC 5321 4.2.1).
+pub fn smtp(code: u16, text: &str) -> Outcome {
+    let why = || format!("{code} {text}");
+    match code {
+        200..=299 => Outcome::Delivered,
+        400..=499 => Outcome::Retry {
+            reason: why(),
+            retry_after: None,
+        },
+        500..=599 => Outcome::Bounce {
+            reason: why(),
+            status: enhanced(text).unwrap_or("5.0.0"),
+        },
+        0..=199 | 300..=399 | 600..=u16::MAX => Outcome::Retry {
+            reason: format!("unexpected reply {}", why()),
+            retry_after: None,
+        },
+    }
+}
+
+/// A transport failure: always temporary.
+pub fn transport(failure: TransportFailure, detail: &str) -> Outcome {
+    let reason = match failure {
+        TransportFailure::Timeout => format!("timeout: {detail}"),
+        TransportFailure::Unreachable => format!("unreachable: {detail}"),
+        TransportFailure::ProtocolError => format!("protocol error: {detail}"),
+    };
+    Outcome::Retry {
+        reason,
+        retry_after: None,
+    }
+}
+
+/// The common permanent enhanced codes when the reply text starts with one.
+fn enhanced(text: &str) -> Option<&'static str> {
+    const KNOWN: [&str; 10] = [
+        "5.1.1", "5.1.2", "5.1.3", "5.2.1", "5.2.2", "5.3.4", "5.4.6", "5.7.1", "5.7.0", "5.6.0",
+    ];
+    let first = text.split_whitespace().next()?;
+    KNOWN.iter().copied().find(|k| *k == first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sip_classes_follow_the_table() {
+        assert_eq!(sip(200, "OK", None), Outcome::Delivered);
+        assert_eq!(sip(202, "Accepted", None), Outcome::Delivered);
+        for t in [408, 480, 486, 500, 503, 504, 501, 580] {
+            assert!(matches!(sip(t, "x", None), Outcome::Retry { .. }), "{t}");
+        }
+        for p in [404, 604, 403, 484, 400, 415, 488, 600, 606] {
+            assert!(matches!(sip(p, "x", None), Outcome::Bounce { .. }), "{p}");
+        }
+        assert!(matches!(
+            sip(404, "Not Found", None),
+            Outcome::Bounce {
+                status: "5.1.1",
+                ..
+            }
+        ));
+        let ra = Some(Duration::from_secs(120));
+        assert_eq!(
+            sip(503, "Service Unavailable", ra),
+            Outcome::Retry {
+                reason: "503 Service Unavailable".into(),
+                retry_after: ra
+            }
+        );
+        // Unknown is temporary.
+        assert!(matches!(sip(180, "Ringing", None), Outcome::Retry { .. }));
+        assert!(matches!(sip(999, "?", None), Outcome::Retry { .. }));
+    }
+
+    #[test]
+    fn smtp_classes() {
+        assert_eq!(smtp(250, "2.0.0 Ok"), Outcome::Delivered);
+        assert!(matches!(
+            smtp(451, "4.3.0 try later"),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            smtp(550, "5.1.1 no such user"),
+            Outcome::Bounce {
+                status: "5.1.1",
+                ..
+            }
+        ));
+        assert!(matches!(
+            smtp(554, "denied"),
+            Outcome::Bounce {
+                status: "5.0.0",
+                ..
+            }
+        ));
+        assert!(matches!(smtp(354, "?"), Outcome::Retry { .. }));
+    }
+
+    #[test]
+    fn transport_failures_are_temporary() {
+        for f in [
+            TransportFailure::Timeout,
+            TransportFailure::Unreachable,
+            TransportFailure::ProtocolError,
+        ] {
+            assert!(matches!(transport(f, "x"), Outcome::Retry { .. }));
+        }
+    }
+}
