@@ -9,84 +9,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mail_parser::MessageParser;
-use smsmta::app::{self, Running};
-use smsmta::config::Config;
-use smsmta::registry::Subscriber;
+mod common;
+
+use common::Env;
 use smsmta::sms::body::hex_encode;
 use smsmta::sms::{Address, RpData, RpMessage};
-use smsmta::spool::{Queue, QueueFile, Spool};
+use smsmta::spool::QueueFile;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-
-struct Env {
-    _dir: tempfile::TempDir,
-    spool_dir: std::path::PathBuf,
-    running: Option<Running>,
-}
-
-impl Env {
-    async fn start(extra: &str) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let spool_dir = dir.path().join("spool");
-        let toml = format!(
-            "domains = [\"sms.test\"]\nspool_dir = \"{}\"\nshutdown_timeout = \"5s\"\n{extra}\n",
-            spool_dir.display()
-        );
-        let mut cfg = Config::parse(&toml, "test.toml").unwrap();
-        cfg.sip.listen = "127.0.0.1:0".parse().unwrap();
-        cfg.smtp.listen = "127.0.0.1:0".parse().unwrap();
-        let running = app::start(cfg).await.unwrap();
-        Env {
-            _dir: dir,
-            spool_dir,
-            running: Some(running),
-        }
-    }
-
-    fn udp(&self) -> SocketAddr {
-        self.running.as_ref().unwrap().sip_udp
-    }
-
-    fn tcp(&self) -> SocketAddr {
-        self.running.as_ref().unwrap().sip_tcp
-    }
-
-    async fn add_subscriber(&self, msisdn: &str, imsi: &str) {
-        let s = Subscriber {
-            msisdn: msisdn.into(),
-            imsi: Some(imsi.into()),
-            email: None,
-            enabled: true,
-        };
-        self.running
-            .as_ref()
-            .unwrap()
-            .registry
-            .call(move |db| db.upsert(&s))
-            .await
-            .unwrap();
-    }
-
-    /// Waits until `n` messages are in incoming/ and returns them, oldest first.
-    async fn spooled(&self, n: usize) -> Vec<QueueFile> {
-        let spool = Spool::open(&self.spool_dir, 1 << 20).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let ids = spool.list(Queue::Incoming).unwrap();
-            if ids.len() >= n || Instant::now() > deadline {
-                return ids
-                    .into_iter()
-                    .map(|id| spool.read(Queue::Incoming, id).unwrap())
-                    .collect();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        self.running.take().unwrap().shutdown().await;
-    }
-}
 
 struct Msg<'a> {
     method: &'a str,

@@ -8,60 +8,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use smsmta::app::{self, Running};
-use smsmta::config::Config;
-use smsmta::spool::{Queue, QueueFile, Spool};
+mod common;
+
+use common::Env;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-struct Env {
-    _dir: tempfile::TempDir,
-    spool_dir: std::path::PathBuf,
-    running: Option<Running>,
-}
-
-impl Env {
-    async fn start(extra: &str) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let spool_dir = dir.path().join("spool");
-        let toml = format!(
-            "domains = [\"sms.test\"]\nhostname = \"mta.test\"\nspool_dir = \"{}\"\nshutdown_timeout = \"5s\"\n{extra}\n",
-            spool_dir.display()
-        );
-        let mut cfg = Config::parse(&toml, "test.toml").unwrap();
-        cfg.sip.listen = "127.0.0.1:0".parse().unwrap();
-        cfg.smtp.listen = "127.0.0.1:0".parse().unwrap();
-        let running = app::start(cfg).await.unwrap();
-        Env {
-            _dir: dir,
-            spool_dir,
-            running: Some(running),
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.running.as_ref().unwrap().smtp
-    }
-
-    async fn spooled(&self, n: usize) -> Vec<QueueFile> {
-        let spool = Spool::open(&self.spool_dir, 1 << 24).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let ids = spool.list(Queue::Incoming).unwrap();
-            if ids.len() >= n || Instant::now() > deadline {
-                return ids
-                    .into_iter()
-                    .map(|id| spool.read(Queue::Incoming, id).unwrap())
-                    .collect();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        self.running.take().unwrap().shutdown().await;
-    }
-}
 
 struct Client {
     s: TcpStream,
@@ -126,7 +77,7 @@ fn code(r: &str) -> u16 {
 async fn lettre_sends_a_text_to_a_number_and_250_comes_after_the_commit() {
     let env = Env::start("").await;
     let mailer = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
-        .port(env.addr().port())
+        .port(env.smtp().port())
         .build();
     let msg = Message::builder()
         .from("Alice <alice@example.org>".parse().unwrap())
@@ -156,7 +107,7 @@ async fn lettre_sends_a_text_to_a_number_and_250_comes_after_the_commit() {
 #[tokio::test]
 async fn pipelined_transaction_with_null_sender_gets_replies_in_order() {
     let env = Env::start("").await;
-    let mut c = Client::connect(env.addr()).await;
+    let mut c = Client::connect(env.smtp()).await;
     let ehlo = c.cmd("EHLO client.test").await;
     assert!(
         ehlo.contains("PIPELINING") && ehlo.contains("SIZE 10485760"),
@@ -192,7 +143,7 @@ async fn pipelined_transaction_with_null_sender_gets_replies_in_order() {
 #[tokio::test]
 async fn bare_lf_dot_does_not_end_the_data() {
     let env = Env::start("").await;
-    let mut c = Client::connect(env.addr()).await;
+    let mut c = Client::connect(env.smtp()).await;
     c.cmd("HELO x").await;
     c.cmd("MAIL FROM:<a@example.org>").await;
     c.cmd("RCPT TO:<15551234567@sms.test>").await;
@@ -214,7 +165,7 @@ async fn bare_lf_dot_does_not_end_the_data() {
 #[tokio::test]
 async fn size_limits_and_long_lines() {
     let env = Env::start("[smtp]\nmax_message_size = \"2KiB\"\n").await;
-    let mut c = Client::connect(env.addr()).await;
+    let mut c = Client::connect(env.smtp()).await;
     assert!(c.cmd("EHLO x").await.contains("SIZE 2048"));
     assert_eq!(
         code(&c.cmd("MAIL FROM:<a@example.org> SIZE=5000").await),
@@ -255,7 +206,7 @@ async fn size_limits_and_long_lines() {
 #[tokio::test]
 async fn one_thousand_and_one_recipients() {
     let env = Env::start("").await;
-    let mut c = Client::connect(env.addr()).await;
+    let mut c = Client::connect(env.smtp()).await;
     c.cmd("EHLO x").await;
     c.cmd("MAIL FROM:<a@example.org>").await;
     let mut batch = String::new();
@@ -284,7 +235,7 @@ async fn one_thousand_and_one_recipients() {
 #[tokio::test]
 async fn relay_tricks_from_an_untrusted_address_are_refused() {
     let env = Env::start("[smtp]\ntrusted_networks = []\nmax_errors = 100\n").await;
-    let mut c = Client::connect(env.addr()).await;
+    let mut c = Client::connect(env.smtp()).await;
     c.cmd("EHLO x").await;
     c.cmd("MAIL FROM:<a@example.org>").await;
     let cases = [
@@ -310,7 +261,7 @@ async fn relay_tricks_from_an_untrusted_address_are_refused() {
 #[tokio::test]
 async fn trusted_clients_may_relay_and_loops_are_refused() {
     let env = Env::start("").await;
-    let mut c = Client::connect(env.addr()).await;
+    let mut c = Client::connect(env.smtp()).await;
     c.cmd("EHLO x").await;
     c.cmd("MAIL FROM:<a@example.org>").await;
     assert_eq!(code(&c.cmd("RCPT TO:<bob@other.example>").await), 250);
@@ -333,7 +284,7 @@ async fn trusted_clients_may_relay_and_loops_are_refused() {
 #[tokio::test]
 async fn rate_limit_gives_450_after_the_allowance() {
     let env = Env::start("[smtp]\nrate_limit = 2\n").await;
-    let mut c = Client::connect(env.addr()).await;
+    let mut c = Client::connect(env.smtp()).await;
     c.cmd("EHLO x").await;
     for _ in 0..2 {
         c.cmd("MAIL FROM:<a@example.org>").await;
@@ -350,9 +301,9 @@ async fn rate_limit_gives_450_after_the_allowance() {
 #[tokio::test]
 async fn connections_beyond_the_limit_get_421_and_shutdown_says_421() {
     let env = Env::start("[smtp]\nmax_connections = 2\n").await;
-    let mut a = Client::connect(env.addr()).await;
-    let _b = Client::connect(env.addr()).await;
-    let mut s = TcpStream::connect(env.addr()).await.unwrap();
+    let mut a = Client::connect(env.smtp()).await;
+    let _b = Client::connect(env.smtp()).await;
+    let mut s = TcpStream::connect(env.smtp()).await.unwrap();
     let mut buf = [0u8; 256];
     let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
         .await

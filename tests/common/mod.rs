@@ -1,4 +1,5 @@
-//! Helpers shared by the interop tests: the real `smsmta serve` binary on loopback.
+//! Helpers shared by the integration tests: the server in-process ([`Env`]) or as the real
+//! `smsmta serve` binary ([`Serve`]), always on loopback.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,6 +8,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use smsmta::app::{self, Running};
+use smsmta::config::Config;
+use smsmta::registry::Subscriber;
+use smsmta::spool::{Queue, QueueFile, Spool};
 
 /// The smsmta binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_smsmta");
@@ -102,3 +108,88 @@ pub fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
 
 /// The `[sip]` and `[smtp]` listen lines for port 0 (append the rest of each table after).
 pub const LOOPBACK: &str = "[sip]\nlisten = \"127.0.0.1:0\"\n[smtp]\nlisten = \"127.0.0.1:0\"\n";
+
+/// The whole server in-process on a temporary spool, every listener on 127.0.0.1 port 0.
+pub struct Env {
+    _dir: tempfile::TempDir,
+    /// The spool root.
+    pub spool_dir: std::path::PathBuf,
+    /// The running server (taken by `stop`).
+    pub running: Option<Running>,
+}
+
+impl Env {
+    /// Starts it with `extra` TOML after the basics.
+    pub async fn start(extra: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let spool_dir = dir.path().join("spool");
+        let toml = format!(
+            "domains = [\"sms.test\"]\nhostname = \"mta.test\"\nspool_dir = \"{}\"\nshutdown_timeout = \"5s\"\n{extra}\n",
+            spool_dir.display()
+        );
+        let mut cfg = Config::parse(&toml, "test.toml").unwrap();
+        cfg.sip.listen = "127.0.0.1:0".parse().unwrap();
+        cfg.smtp.listen = "127.0.0.1:0".parse().unwrap();
+        let running = app::start(cfg).await.unwrap();
+        Env {
+            _dir: dir,
+            spool_dir,
+            running: Some(running),
+        }
+    }
+
+    /// SIP UDP.
+    pub fn udp(&self) -> SocketAddr {
+        self.running.as_ref().unwrap().sip_udp
+    }
+
+    /// SIP TCP.
+    pub fn tcp(&self) -> SocketAddr {
+        self.running.as_ref().unwrap().sip_tcp
+    }
+
+    /// Adds a subscriber to the registry.
+    pub async fn add_subscriber(&self, msisdn: &str, imsi: &str) {
+        let s = Subscriber {
+            msisdn: msisdn.into(),
+            imsi: Some(imsi.into()),
+            email: None,
+            enabled: true,
+        };
+        self.running
+            .as_ref()
+            .unwrap()
+            .registry
+            .call(move |db| db.upsert(&s))
+            .await
+            .unwrap();
+    }
+
+    /// Waits until `n` messages are in incoming/ and returns them, oldest first.
+    pub async fn spooled(&self, n: usize) -> Vec<QueueFile> {
+        let spool = Spool::open(&self.spool_dir, 1 << 24).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ids = spool.list(Queue::Incoming).unwrap();
+            if ids.len() >= n || Instant::now() > deadline {
+                return ids
+                    .into_iter()
+                    .map(|id| spool.read(Queue::Incoming, id).unwrap())
+                    .collect();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Shuts it down.
+    pub async fn stop(mut self) {
+        self.running.take().unwrap().shutdown().await;
+    }
+}
+
+impl Env {
+    /// SMTP.
+    pub fn smtp(&self) -> SocketAddr {
+        self.running.as_ref().unwrap().smtp
+    }
+}
