@@ -10,13 +10,14 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_smsmta");
 const STEP_SECS: u32 = 4;
 
 fn scenario(name: &str) -> PathBuf {
@@ -129,46 +130,6 @@ fn ladder(name: &str, target: SocketAddr, dir: &Path, rates: &[u32]) -> Option<u
     best
 }
 
-fn start_smsmta(dir: &Path) -> (Child, SocketAddr) {
-    let config = dir.join("smsmta.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "domains = [\"sms.test\"]\nspool_dir = \"{}\"\n[sip]\nlisten = \"127.0.0.1:0\"\n[smtp]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn,smsmta::app=info\"\n",
-            dir.join("spool").display()
-        ),
-    )
-    .unwrap();
-    let st = Command::new(BIN)
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "subscriber",
-            "add",
-            "--msisdn",
-            "15550001111",
-            "--imsi",
-            "001010000000001",
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let mut child = Command::new(BIN)
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("serve exited").unwrap();
-        if let Some(rest) = line.split("sip udp ").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if !args.iter().any(|a| a == "--bench") {
@@ -178,13 +139,11 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let rates: Vec<u32> = (1..=12).map(|i| i * 2000).collect();
 
-    let (mut server, addr) = start_smsmta(dir.path());
-    let smsmta = ladder("smsmta", addr, dir.path(), &rates);
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(server.id().to_string())
-        .status();
-    let _ = server.wait();
+    let config = common::config_logging(dir.path(), "warn,smsmta::app=info", common::LOOPBACK);
+    common::add_subscriber(&config, "15550001111", "001010000000001");
+    let server = common::Serve::start(&config);
+    let smsmta = ladder("smsmta", server.sip, dir.path(), &rates);
+    let _ = server.stop();
     let spool = smsmta::spool::Spool::open(dir.path().join("spool"), 1 << 20).unwrap();
     let queued = spool.list(smsmta::spool::Queue::Incoming).unwrap().len();
 

@@ -10,13 +10,14 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_smsmta");
 const MESSAGES: u32 = 10_000;
 
 fn free_port() -> u16 {
@@ -67,28 +68,9 @@ fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     // smsmta with its defaults (journal on), logging at warn.
-    let config = dir.path().join("smsmta.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "domains = [\"sms.test\"]\nspool_dir = \"{}\"\n[sip]\nlisten = \"127.0.0.1:0\"\n[smtp]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn,smsmta::app=info\"\n",
-            dir.path().join("spool").display()
-        ),
-    )
-    .unwrap();
-    let mut server = Command::new(BIN)
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let smsmta: SocketAddr = loop {
-        let line = lines.next().expect("serve exited").unwrap();
-        if let Some(rest) = line.split("smtp ").nth(1) {
-            break rest.split([' ', ',']).next().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let config = common::config_logging(dir.path(), "warn,smsmta::app=info", common::LOOPBACK);
+    let server = common::Serve::start(&config);
+    let smsmta = server.smtp;
 
     let pf_dir = dir.path().join("postfix");
     let pf_port = free_port();
@@ -129,11 +111,7 @@ fn main() {
         .arg(&pf_dir)
         .arg("stop")
         .status();
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(server.id().to_string())
-        .status();
-    let _ = server.wait();
+    let _ = server.stop();
     let spool = smsmta::spool::Spool::open(dir.path().join("spool"), 1 << 24).unwrap();
     let queued = spool.list(smsmta::spool::Queue::Incoming).unwrap().len();
 

@@ -3,10 +3,12 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_smsmta");
 
@@ -207,69 +209,6 @@ fn hold_release_flush_delete_move_the_message() {
     assert_eq!(out.status.code(), Some(64));
 }
 
-struct Server {
-    child: Child,
-}
-
-impl Server {
-    fn start(env: &Env) -> Server {
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&env.config)
-            .arg("serve")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("server did not report ready");
-            if line.contains("smsmta ready") {
-                break;
-            }
-        }
-        Server { child }
-    }
-
-    fn terminate(mut self) -> Duration {
-        let t = Instant::now();
-        let st = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "serve exited with {status}");
-                return t.elapsed();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn queue_commands_work_while_serve_runs_and_serve_stops_on_sigterm() {
     let env = env();
@@ -282,7 +221,7 @@ fn queue_commands_work_while_serve_runs_and_serve_stops_on_sigterm() {
     )
     .unwrap();
 
-    let server = Server::start(&env);
+    let server = common::Serve::start(&env.config);
     // Recovery ran before "ready".
     assert!(!env.spool.join("tmp").join("partial").exists());
     assert!(env.spool.join("incoming").join(&before).exists());
@@ -314,7 +253,8 @@ fn queue_commands_work_while_serve_runs_and_serve_stops_on_sigterm() {
     ok(&env, &["queue", "release", &during], b"");
     ok(&env, &["queue", "delete", &before], b"");
 
-    let took = server.terminate();
+    let (status, took) = server.stop();
+    assert!(status.success(), "serve exited with {status}");
     assert!(took < Duration::from_secs(6), "shutdown took {took:?}");
     assert!(env.spool.join("deferred").join(&during).exists());
 }

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{BIN, Serve};
+use common::Serve;
 use std::time::{Duration, Instant};
 
 use smsmta::sip::client::{SipClient, message_request};
@@ -51,20 +51,7 @@ fn free_port() -> u16 {
 
 fn setup(dir: &Path) -> PathBuf {
     let config = common::config(dir, common::LOOPBACK);
-    let st = Command::new(BIN)
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "subscriber",
-            "add",
-            "--msisdn",
-            "15550001111",
-            "--imsi",
-            "001010000000001",
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    common::add_subscriber(&config, "15550001111", "001010000000001");
     config
 }
 
@@ -105,7 +92,7 @@ fn sipp_client_sends_1000_messages_and_every_one_is_spooled() {
     assert!(st.success(), "sipp text/plain run failed: {st}");
     let st = run_sipp("uac-message-3gpp.xml", serve.sip, 500, 250);
     assert!(st.success(), "sipp vnd.3gpp.sms run failed: {st}");
-    serve.stop();
+    let _ = serve.stop();
     let spool = Spool::open(dir.path().join("spool"), 1 << 20).unwrap();
     let ids = spool.list(Queue::Incoming).unwrap();
     assert_eq!(

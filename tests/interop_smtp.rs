@@ -189,7 +189,7 @@ fn swaks_plain_starttls_and_auth() {
         ],
     ));
     assert!(out.contains("queued as"), "{out}");
-    serve.stop();
+    let _ = serve.stop();
 
     let spool = Spool::open(dir.path().join("spool"), 1 << 24).unwrap();
     let files: Vec<_> = spool
@@ -313,5 +313,5 @@ fn postfix_relays_mail_for_the_sms_domain_into_smsmta() {
         log.contains("status=sent (250 2.0.0 Ok: queued as"),
         "{log}"
     );
-    serve.stop();
+    let _ = serve.stop();
 }

@@ -161,49 +161,41 @@ impl Db {
         })
     }
 
+    /// Our subscriber whose `column` (msisdn or imsi) is `value`.
+    fn ours(&self, column: &'static str, value: &str) -> Result<Option<Subscriber>, RegistryError> {
+        let sql =
+            format!("SELECT msisdn, imsi, email, enabled FROM subscribers WHERE {column} = ?1");
+        self.conn
+            .query_row(&sql, [value], Self::row)
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// One text value from the OpenBTS database. OpenBTS databases differ (some lack
+    /// `dialdata_table`), so a query that fails there means "not found", never an error.
+    fn openbts_text(&self, sql: &str, key: &str) -> Option<String> {
+        self.openbts
+            .as_ref()?
+            .query_row(sql, [key], |r| r.get::<_, String>(0))
+            .ok()
+            .filter(|v| !v.is_empty())
+    }
+
     /// The subscriber with this IMSI (ours first, then OpenBTS's).
     ///
     /// # Errors
     /// [`RegistryError::Sqlite`].
     pub fn by_imsi(&self, imsi: &str) -> Result<Option<Subscriber>, RegistryError> {
-        let ours = self
-            .conn
-            .query_row(
-                "SELECT msisdn, imsi, email, enabled FROM subscribers WHERE imsi = ?1",
-                [imsi],
-                Self::row,
-            )
-            .optional()
-            .map_err(self.err())?;
-        if ours.is_some() {
-            return Ok(ours);
+        if let Some(s) = self.ours("imsi", imsi)? {
+            return Ok(Some(s));
         }
-        let Some(o) = &self.openbts else {
-            return Ok(None);
-        };
         let name = format!("IMSI{imsi}");
-        let msisdn: Option<String> = o
-            .query_row(
-                "SELECT callerid FROM sip_buddies WHERE name = ?1 AND callerid IS NOT NULL AND callerid != ''",
-                [&name],
-                |r| r.get(0),
-            )
-            .optional()
-            .or_else(|_| Ok::<_, rusqlite::Error>(None))
-            .map_err(self.err())?;
-        let msisdn = match msisdn {
-            Some(m) => Some(m),
-            None => o
-                .query_row(
-                    "SELECT exten FROM dialdata_table WHERE dial = ?1",
-                    [&name],
-                    |r| r.get(0),
-                )
-                .optional()
-                .or_else(|_| Ok::<_, rusqlite::Error>(None))
-                .map_err(self.err())?,
-        };
-        Ok(msisdn.map(|m: String| Subscriber {
+        let msisdn = self
+            .openbts_text("SELECT callerid FROM sip_buddies WHERE name = ?1", &name)
+            .or_else(|| {
+                self.openbts_text("SELECT exten FROM dialdata_table WHERE dial = ?1", &name)
+            });
+        Ok(msisdn.map(|m| Subscriber {
             msisdn: m.trim_start_matches('+').to_string(),
             imsi: Some(imsi.to_string()),
             email: None,
@@ -216,30 +208,10 @@ impl Db {
     /// # Errors
     /// [`RegistryError::Sqlite`].
     pub fn by_msisdn(&self, msisdn: &str) -> Result<Option<Subscriber>, RegistryError> {
-        let ours = self
-            .conn
-            .query_row(
-                "SELECT msisdn, imsi, email, enabled FROM subscribers WHERE msisdn = ?1",
-                [msisdn],
-                Self::row,
-            )
-            .optional()
-            .map_err(self.err())?;
-        if ours.is_some() {
-            return Ok(ours);
+        if let Some(s) = self.ours("msisdn", msisdn)? {
+            return Ok(Some(s));
         }
-        let Some(o) = &self.openbts else {
-            return Ok(None);
-        };
-        let dial: Option<String> = o
-            .query_row(
-                "SELECT dial FROM dialdata_table WHERE exten = ?1",
-                [msisdn],
-                |r| r.get(0),
-            )
-            .optional()
-            .or_else(|_| Ok::<_, rusqlite::Error>(None))
-            .map_err(self.err())?;
+        let dial = self.openbts_text("SELECT dial FROM dialdata_table WHERE exten = ?1", msisdn);
         Ok(dial.map(|d| Subscriber {
             msisdn: msisdn.to_string(),
             imsi: Some(d.trim_start_matches("IMSI").to_string()),

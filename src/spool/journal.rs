@@ -344,13 +344,11 @@ fn run_committer(
 ) {
     let mut buf = Vec::with_capacity(1 << 20);
     let mut batch: Vec<Request> = Vec::with_capacity(opts.max_batch);
-    let mut stopping = false;
     loop {
         batch.clear();
         let first = match rx.blocking_recv() {
             Some(Msg::Commit(r)) => Some(r),
             Some(Msg::Stop) => {
-                stopping = true;
                 rx.close();
                 None
             }
@@ -360,18 +358,12 @@ fn run_committer(
         while batch.len() < opts.max_batch {
             match rx.try_recv() {
                 Ok(Msg::Commit(r)) => batch.push(r),
-                Ok(Msg::Stop) => {
-                    stopping = true;
-                    rx.close();
-                }
+                Ok(Msg::Stop) => rx.close(),
                 Err(_) => break,
             }
         }
         if batch.is_empty() {
-            if stopping {
-                // Drain what was queued before the close; try_recv sees it, then Disconnected.
-                continue;
-            }
+            // A Stop closed the channel; what was queued before it is drained next.
             continue;
         }
         buf.clear();
@@ -547,7 +539,7 @@ fn run_materializer(
                         error!("journal segment {seq:016X} reads back damaged at {start}..{end}");
                     }
                     retry_until_done(stop, "materialize", || {
-                        materialize(spool, &records, Publish::Fresh)?;
+                        materialize(spool, &records)?;
                         checkpoint.write(seq, end)
                     });
                     stats
@@ -594,36 +586,21 @@ fn retry_until_done(stop: &AtomicBool, what: &str, mut f: impl FnMut() -> Result
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Publish {
-    /// Fresh IDs: an existing file with the same ID is an error worth retrying.
-    Fresh,
-    /// Replay: an existing file means the record was materialized already.
-    SkipExisting,
-}
-
 /// Writes records out as queue files in `incoming/` (each synced), then fsyncs the directory.
-/// Returns how many were written.
-fn materialize(
-    spool: &Spool,
-    records: &[(QueueId, &[u8])],
-    mode: Publish,
-) -> Result<usize, SpoolError> {
+/// A record whose message is already in a queue is skipped: replay after a crash, or a retry
+/// after a partial failure. Returns how many were written.
+fn materialize(spool: &Spool, records: &[(QueueId, &[u8])]) -> Result<usize, SpoolError> {
     let mut written = 0;
     for (id, payload) in records {
-        if spool.find(*id).is_some() {
-            if mode == Publish::SkipExisting {
-                continue;
-            }
-            // Fresh records are materialized once; seeing one again means this batch is being
-            // retried after a partial failure.
-            continue;
-        }
-        let tmp_path = spool.path(Queue::Tmp, *id);
-        let _ = fs::remove_file(&tmp_path);
+        // A leftover of an earlier failed try would make the exclusive create fail.
+        let _ = fs::remove_file(spool.path(Queue::Tmp, *id));
         let tmp = spool.write_tmp(*id, payload, true)?;
-        spool.publish(&tmp, *id, Queue::Incoming)?;
-        written += 1;
+        match spool.publish(&tmp, *id, Queue::Incoming) {
+            Ok(()) => written += 1,
+            // publish checks every queue once and removes the tmp file.
+            Err(SpoolError::Exists(_)) => {}
+            Err(e) => return Err(e),
+        }
     }
     if written > 0 {
         spool.sync_dir(Queue::Incoming)?;
@@ -680,7 +657,7 @@ pub fn replay(spool: &Spool) -> Result<ReplayReport, SpoolError> {
         let (records, damaged) = parse_records(&bytes, from);
         report.damaged += damaged;
         let total = records.len();
-        let written = materialize(spool, &records, Publish::SkipExisting)?;
+        let written = materialize(spool, &records)?;
         report.replayed += written;
         report.already_present += total - written;
         if damaged > 0 {

@@ -70,15 +70,24 @@ impl Serve {
         }
     }
 
-    /// SIGTERM, then waits (bounded) for a clean exit.
-    pub fn stop(mut self) {
-        let _ = Command::new("kill")
+    /// SIGTERM, then waits (at most 20 s) for the exit; returns its status and how long the
+    /// shutdown took.
+    pub fn stop(mut self) -> (std::process::ExitStatus, Duration) {
+        let t = Instant::now();
+        let st = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "serve did not stop");
+            .status()
+            .unwrap();
+        assert!(st.success());
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, t.elapsed());
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "serve did not stop after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -91,19 +100,43 @@ impl Drop for Serve {
     }
 }
 
-/// Writes a config for a temporary spool in `dir`, listening on loopback port 0 everywhere,
-/// with `extra` TOML appended; returns its path.
+/// Writes a config for a temporary spool in `dir`, logging at info, with `extra` TOML
+/// appended; returns its path.
 pub fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    config_logging(dir, "info", extra)
+}
+
+/// As [`config`], with a log filter (it must let `smsmta::app=info` through: [`Serve`] waits
+/// for the ready line).
+pub fn config_logging(dir: &Path, level: &str, extra: &str) -> std::path::PathBuf {
     let path = dir.join("smsmta.toml");
     std::fs::write(
         &path,
         format!(
-            "domains = [\"sms.test\"]\nhostname = \"mta.test\"\nspool_dir = \"{}\"\n[log]\nlevel = \"info\"\n{extra}\n",
+            "domains = [\"sms.test\"]\nhostname = \"mta.test\"\nspool_dir = \"{}\"\n[log]\nlevel = \"{level}\"\n{extra}\n",
             dir.join("spool").display()
         ),
     )
     .unwrap();
     path
+}
+
+/// Adds a subscriber with `smsmta subscriber add`.
+pub fn add_subscriber(config: &Path, msisdn: &str, imsi: &str) {
+    let st = Command::new(BIN)
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "subscriber",
+            "add",
+            "--msisdn",
+            msisdn,
+            "--imsi",
+            imsi,
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
 }
 
 /// The `[sip]` and `[smtp]` listen lines for port 0 (append the rest of each table after).
