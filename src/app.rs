@@ -1,5 +1,5 @@
-//! The server: the spool (recovery, journal), the registry, the SIP listeners, and (as later
-//! parts land) the SMTP listener and the delivery worker, with a graceful shutdown.
+//! The server: the spool (recovery, journal), the registry, the SIP and SMTP listeners and the
+//! delivery worker (queue manager), with a graceful shutdown.
 //!
 //! [`start`] takes the spool's lock (one server per spool), runs start-up recovery, starts the
 //! journal and the registry, binds the listeners (port 0 allowed: [`Running`] tells the
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::delivery::manager;
 use crate::registry::{Registry, RegistryError};
 use crate::sip::listener;
 use crate::sip::service::{Reachable, Service};
@@ -263,12 +264,41 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             }
         });
     }
+    if cfg.delivery.enabled {
+        // The hook goes in before the manager's first scan: a message published in between
+        // is found by both, which the schedule takes once.
+        let hints = manager::hints(writer.spool(), cfg.domains.clone());
+        let ctx = manager::Ctx::new(Arc::clone(&cfg), writer.clone(), registry.clone())
+            .await
+            .map_err(|e| {
+                AppError::Internal(format!("delivery: cannot bind the SIP client: {e}"))
+            })?;
+        tasks.spawn(manager::run(
+            Arc::new(ctx),
+            hints,
+            reachable.subscribe(),
+            shutdown.clone(),
+        ));
+    }
     info!(
-        "smsmta ready: spool {}, journal {}, domains {:?}, sip udp {sip_udp} tcp {sip_tcp}, smtp {smtp}, submission {}",
+        "smsmta ready: spool {}, journal {}, domains {:?}, sip udp {sip_udp} tcp {sip_tcp}, smtp {smtp}, submission {}, delivery {}",
         cfg.spool_dir.display(),
         if cfg.spool.journal { "on" } else { "off" },
         cfg.domains,
-        submission.map_or("off".to_string(), |a| a.to_string())
+        submission.map_or("off".to_string(), |a| a.to_string()),
+        if cfg.delivery.enabled {
+            format!(
+                "on (bts {}, smarthost {})",
+                cfg.delivery.bts,
+                if cfg.delivery.smarthost.is_empty() {
+                    "none: MX"
+                } else {
+                    cfg.delivery.smarthost.as_str()
+                }
+            )
+        } else {
+            "off".to_string()
+        }
     );
     Ok(Running {
         sip_udp,

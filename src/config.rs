@@ -54,6 +54,8 @@ pub struct Config {
     pub smtp: SmtpConfig,
     /// The subscriber registry.
     pub registry: RegistryConfig,
+    /// The delivery worker.
+    pub delivery: DeliveryConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -107,6 +109,118 @@ pub struct SipConfig {
     pub subject: String,
     /// Idle timeout of TCP connections.
     pub tcp_idle_timeout: Dur,
+}
+
+/// `[delivery]`: the queue manager and the SIP and SMTP agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Run the delivery worker (false: only accept and store, as `postfix stop` of qmgr).
+    pub enabled: bool,
+    /// Where texts go for a handset without a registration: the BTS (OpenBTS listens on 5062);
+    /// the Request-URI is `sip:IMSI<imsi>@<bts>`.
+    pub bts: SocketAddr,
+    /// Transport to the BTS: `udp` or `tcp`.
+    pub bts_transport: SipTransport,
+    /// The MESSAGE body to handsets: `hex` (OpenBTS: application/vnd.3gpp.sms as ASCII hex),
+    /// `binary` (TS 24.341) or `text` (text/plain, one MESSAGE, no segmentation).
+    pub body: MtBody,
+    /// The SMTP relay for mail to e-mail recipients (`host:port`); empty: MX lookup.
+    pub smarthost: String,
+    /// For a subscriber with an e-mail address: `copy` (the handset and the mailbox) or
+    /// `forward` (the mailbox only).
+    pub email_mode: EmailMode,
+    /// Originator shown on texts that came from e-mail addresses (a short code or up to 11
+    /// letters); the sender's address starts the text.
+    pub email_sender: String,
+    /// Originator of notices ("Message to ... not delivered") and the RP originator address.
+    pub notice_sender: String,
+    /// Put a mail's Subject on the first line of the text.
+    pub subject_line: bool,
+    /// Strip quoted replies and signatures from mail before it becomes a text.
+    pub strip_quotes: bool,
+    /// Most SMS segments per text; longer texts are cut with a mark.
+    pub max_segments: u8,
+    /// Messages being delivered at once.
+    pub max_jobs: usize,
+    /// MESSAGE transactions at once.
+    pub max_sip: usize,
+    /// SMTP transactions at once.
+    pub max_smtp: usize,
+    /// Shortest and longest wait between attempts to a handset.
+    pub handset_backoff_min: Dur,
+    /// See `handset_backoff_min`.
+    pub handset_backoff_max: Dur,
+    /// Shortest and longest wait between attempts to a mail server.
+    pub mail_backoff_min: Dur,
+    /// See `mail_backoff_min`.
+    pub mail_backoff_max: Dur,
+    /// Send a "delayed" notice once a message has waited this long; 0 for never.
+    pub delay_warning: Dur,
+    /// Full rescan of the spool, the safety net under the in-memory schedule.
+    pub rescan_interval: Dur,
+    /// Timeout of each SMTP command and of connecting.
+    pub smtp_timeout: Dur,
+}
+
+/// A SIP transport for outgoing requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SipTransport {
+    /// UDP, with Timer E retransmissions.
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+/// The body of a mobile-terminated MESSAGE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MtBody {
+    /// RP-DATA as ASCII hex (OpenBTS).
+    Hex,
+    /// RP-DATA as octets (TS 24.341).
+    Binary,
+    /// text/plain.
+    Text,
+}
+
+/// What happens to texts for a subscriber with an e-mail address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailMode {
+    /// To the handset and, as mail, to the address.
+    Copy,
+    /// Only as mail to the address.
+    Forward,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            enabled: true,
+            bts: SocketAddr::from(([127, 0, 0, 1], 5062)),
+            bts_transport: SipTransport::Udp,
+            body: MtBody::Hex,
+            smarthost: String::new(),
+            email_mode: EmailMode::Copy,
+            email_sender: "Email".into(),
+            notice_sender: "101".into(),
+            subject_line: true,
+            strip_quotes: true,
+            max_segments: 10,
+            max_jobs: 256,
+            max_sip: 128,
+            max_smtp: 20,
+            handset_backoff_min: Dur(Duration::from_secs(60)),
+            handset_backoff_max: Dur(Duration::from_secs(1800)),
+            mail_backoff_min: Dur(Duration::from_secs(300)),
+            mail_backoff_max: Dur(Duration::from_secs(4000)),
+            delay_warning: Dur(Duration::ZERO),
+            rescan_interval: Dur(Duration::from_secs(60)),
+            smtp_timeout: Dur(Duration::from_secs(60)),
+        }
+    }
 }
 
 /// What to do with a MESSAGE from an unknown IMSI.
@@ -233,6 +347,7 @@ impl Default for Config {
             sip: SipConfig::default(),
             smtp: SmtpConfig::default(),
             registry: RegistryConfig::default(),
+            delivery: DeliveryConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -538,6 +653,73 @@ impl Config {
             Duration::from_secs(10),
             Duration::from_secs(7 * 86_400),
         )?;
+        let d = &self.delivery;
+        bound_num("delivery.max_segments", u64::from(d.max_segments), 1, 255)?;
+        bound_num("delivery.max_jobs", d.max_jobs as u64, 1, 100_000)?;
+        bound_num("delivery.max_sip", d.max_sip as u64, 1, 100_000)?;
+        bound_num("delivery.max_smtp", d.max_smtp as u64, 1, 10_000)?;
+        for (key, min, max) in [
+            (
+                "delivery.handset_backoff_min",
+                d.handset_backoff_min,
+                d.handset_backoff_max,
+            ),
+            (
+                "delivery.mail_backoff_min",
+                d.mail_backoff_min,
+                d.mail_backoff_max,
+            ),
+        ] {
+            bound(
+                key,
+                min.0,
+                Duration::from_secs(1),
+                Duration::from_secs(86_400),
+            )?;
+            bound(key, max.0, min.0, Duration::from_secs(86_400))?;
+        }
+        bound(
+            "delivery.delay_warning",
+            d.delay_warning.0,
+            Duration::ZERO,
+            Duration::from_secs(30 * 86_400),
+        )?;
+        bound(
+            "delivery.rescan_interval",
+            d.rescan_interval.0,
+            Duration::from_secs(1),
+            Duration::from_secs(86_400),
+        )?;
+        bound(
+            "delivery.smtp_timeout",
+            d.smtp_timeout.0,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )?;
+        let sender_ok = |s: &str| {
+            let a = crate::sms::Address::parse(s);
+            !s.is_empty()
+                && crate::sms::address::encode_tp(&a).is_ok()
+                && s.chars().count() <= crate::sms::address::MAX_ALPHANUMERIC
+        };
+        if !sender_ok(&d.email_sender) {
+            return Err((
+                "delivery.email_sender",
+                "must be a short code or 1 to 11 GSM characters".into(),
+            ));
+        }
+        if d.notice_sender.is_empty()
+            || d.notice_sender.len() > 20
+            || !d.notice_sender.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(("delivery.notice_sender", "must be 1 to 20 digits".into()));
+        }
+        if !d.smarthost.is_empty() && split_host_port(&d.smarthost).is_none() {
+            return Err((
+                "delivery.smarthost",
+                format!("{:?} is not host:port", d.smarthost),
+            ));
+        }
         if self.log.level.trim().is_empty() {
             return Err(("log.level", "must not be empty".into()));
         }
@@ -603,6 +785,18 @@ fn bound_num(key: &'static str, v: u64, min: u64, max: u64) -> Result<(), (&'sta
         return Err((key, format!("{v} is out of bounds ({min} to {max})")));
     }
     Ok(())
+}
+
+/// Splits `host:port` or `[v6]:port`.
+pub fn split_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, p) = rest.split_once("]:")?;
+        (h, p)
+    } else {
+        s.rsplit_once(':')?
+    };
+    let port: u16 = port.parse().ok()?;
+    (!host.is_empty() && port != 0).then(|| (host.to_string(), port))
 }
 
 fn is_domain(d: &str) -> bool {

@@ -590,22 +590,25 @@ fn retry_until_done(stop: &AtomicBool, what: &str, mut f: impl FnMut() -> Result
 /// A record whose message is already in a queue is skipped: replay after a crash, or a retry
 /// after a partial failure. Returns how many were written.
 fn materialize(spool: &Spool, records: &[(QueueId, &[u8])]) -> Result<usize, SpoolError> {
-    let mut written = 0;
+    let mut written = Vec::new();
     for (id, payload) in records {
         // A leftover of an earlier failed try would make the exclusive create fail.
         let _ = fs::remove_file(spool.path(Queue::Tmp, *id));
         let tmp = spool.write_tmp(*id, payload, true)?;
         match spool.publish(&tmp, *id, Queue::Incoming) {
-            Ok(()) => written += 1,
+            Ok(()) => written.push((*id, *payload)),
             // publish checks every queue once and removes the tmp file.
             Err(SpoolError::Exists(_)) => {}
             Err(e) => return Err(e),
         }
     }
-    if written > 0 {
+    if !written.is_empty() {
         spool.sync_dir(Queue::Incoming)?;
     }
-    Ok(written)
+    for (id, payload) in &written {
+        spool.published(*id, payload);
+    }
+    Ok(written.len())
 }
 
 /// What [`replay`] did.

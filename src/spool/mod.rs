@@ -138,12 +138,22 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+/// Called with every message that becomes visible in `incoming/` (the queue manager's
+/// "new mail" hint); it must not block.
+pub type PublishHook = Box<dyn Fn(QueueId, &[u8]) + Send + Sync>;
+
 /// The spool: a root directory with one directory per queue.
-#[derive(Debug)]
 pub struct Spool {
     root: PathBuf,
     ids: queue_id::IdGenerator,
     max_message_size: u64,
+    hook: std::sync::OnceLock<PublishHook>,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Spool({})", self.root.display())
+    }
 }
 
 impl Spool {
@@ -172,7 +182,21 @@ impl Spool {
             root,
             ids: queue_id::IdGenerator::new(),
             max_message_size,
+            hook: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets the hook told about every message published to `incoming/` (once; later calls
+    /// are ignored).
+    pub fn set_publish_hook(&self, hook: PublishHook) {
+        let _ = self.hook.set(hook);
+    }
+
+    /// Tells the hook that `id` (encoded as `bytes`) is now in `incoming/`.
+    pub(crate) fn published(&self, id: QueueId, bytes: &[u8]) {
+        if let Some(h) = self.hook.get() {
+            h(id, bytes);
+        }
     }
 
     /// The spool root.
@@ -208,6 +232,7 @@ impl Spool {
                 arrival: now,
                 expires: now.saturating_add(lifetime_secs),
                 origin,
+                warned: false,
             },
             message,
             original: Vec::new(),
@@ -299,6 +324,7 @@ impl Spool {
         self.publish(&tmp, id, Queue::Incoming)?;
         self.sync_dir(Queue::Incoming)?;
         log_queued(file, bytes.len());
+        self.published(id, &bytes);
         Ok(id)
     }
 
@@ -423,6 +449,78 @@ impl Spool {
             }
         })?;
         self.sync_dir(queue)
+    }
+
+    /// Removes a delivered message from `queue` without syncing the directory: a crash may
+    /// bring it back (delivered twice), never lose anything.
+    ///
+    /// # Errors
+    /// [`SpoolError::NotFound`] or [`SpoolError::Io`].
+    pub fn remove_delivered(&self, queue: Queue, id: QueueId) -> Result<(), SpoolError> {
+        let p = self.path(queue, id);
+        fs::remove_file(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                SpoolError::NotFound(id)
+            } else {
+                SpoolError::io("unlink", &p)(e)
+            }
+        })
+    }
+
+    /// Renames `id` from one queue to another without syncing directories (claiming a
+    /// message for delivery: a crash leaves it in one place or the other, and start-up
+    /// recovery returns `active/` to `incoming/`).
+    ///
+    /// # Errors
+    /// [`SpoolError::NotFound`] when it is not in `from`; [`SpoolError::Io`].
+    pub fn claim(&self, id: QueueId, from: Queue, to: Queue) -> Result<(), SpoolError> {
+        let src = self.path(from, id);
+        let dst = self.path(to, id);
+        fs::rename(&src, &dst).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                SpoolError::NotFound(id)
+            } else {
+                SpoolError::io("rename", &dst)(e)
+            }
+        })
+    }
+
+    /// Reads the envelope of `id` in `queue` from the head of its file.
+    ///
+    /// # Errors
+    /// [`SpoolError::NotFound`], [`SpoolError::Io`] or [`SpoolError::Corrupt`].
+    pub fn peek(&self, queue: Queue, id: QueueId) -> Result<Envelope, SpoolError> {
+        use std::io::Read;
+        let path = self.path(queue, id);
+        let mut f = File::open(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                SpoolError::NotFound(id)
+            } else {
+                SpoolError::io("open", &path)(e)
+            }
+        })?;
+        let mut buf = vec![0u8; 4096];
+        let mut n = 0;
+        loop {
+            let want = QueueFile::envelope_extent(&buf[..n]).unwrap_or(9);
+            if n >= want {
+                break;
+            }
+            if want > buf.len() {
+                if want > queue_file::MAX_SECTION {
+                    break;
+                }
+                buf.resize(want, 0);
+            }
+            let r = f
+                .read(&mut buf[n..])
+                .map_err(SpoolError::io("read", &path))?;
+            if r == 0 {
+                break;
+            }
+            n += r;
+        }
+        QueueFile::peek_envelope(&buf[..n]).map_err(|reason| SpoolError::Corrupt { id, reason })
     }
 
     /// The IDs in `queue`, sorted (= arrival order). Names that are not IDs are skipped.

@@ -116,6 +116,9 @@ pub struct Envelope {
     pub expires: u64,
     /// Where the message came from.
     pub origin: Origin,
+    /// A "delayed" notice has been sent (`[delivery] delay_warning`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warned: bool,
 }
 
 /// A queue ID as it is stored in the envelope (as text, validated on decode).
@@ -278,6 +281,40 @@ impl QueueFile {
         })
     }
 
+    /// Reads only the envelope from the start of a file (which may be just its first
+    /// bytes): for the queue manager's start-up scan. Does not check the checksum; the full
+    /// [`QueueFile::decode`] does when the message is delivered.
+    ///
+    /// # Errors
+    /// [`DecodeError`] when the head is not a queue file or is cut inside the envelope.
+    pub fn peek_envelope(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+        if bytes.len() < 4 || &bytes[..4] != MAGIC {
+            return Err(DecodeError::Magic);
+        }
+        let version = *bytes.get(4).ok_or(DecodeError::Truncated("version"))?;
+        if version != VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        let len_bytes = bytes
+            .get(HEADER..HEADER + 4)
+            .ok_or(DecodeError::Truncated("envelope"))?;
+        let len =
+            u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
+        if len > MAX_SECTION {
+            return Err(DecodeError::SectionTooLarge("envelope"));
+        }
+        let env = bytes
+            .get(HEADER + 4..HEADER + 4 + len)
+            .ok_or(DecodeError::Truncated("envelope"))?;
+        serde_json::from_slice(env).map_err(|e| DecodeError::Envelope(e.to_string()))
+    }
+
+    /// The number of leading bytes [`QueueFile::peek_envelope`] needs, from the first 9.
+    pub fn envelope_extent(head: &[u8]) -> Option<usize> {
+        let l = head.get(HEADER..HEADER + 4)?;
+        Some(HEADER + 4 + u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
+    }
+
     /// Recipients still to be delivered.
     pub fn pending(&self) -> impl Iterator<Item = &Recipient> {
         self.envelope
@@ -313,10 +350,21 @@ pub(crate) mod tests {
                     kind: OriginKind::Smtp,
                     peer: "127.0.0.1:40000".into(),
                 },
+                warned: false,
             },
             message: b"From: a@b\r\nTo: c@d\r\n\r\nhello\r\n".to_vec(),
             original: Vec::new(),
         }
+    }
+
+    #[test]
+    fn peek_reads_the_envelope_from_the_head_alone() {
+        let f = sample();
+        let bytes = f.encode().unwrap();
+        let n = QueueFile::envelope_extent(&bytes).unwrap();
+        assert_eq!(QueueFile::peek_envelope(&bytes[..n]).unwrap(), f.envelope);
+        assert!(QueueFile::peek_envelope(&bytes[..n - 1]).is_err());
+        assert!(QueueFile::peek_envelope(b"SMSQ").is_err());
     }
 
     #[test]
@@ -408,6 +456,7 @@ pub(crate) mod tests {
                             arrival,
                             expires,
                             origin: Origin { kind, peer },
+                            warned: arrival % 2 == 0,
                         },
                         message,
                         original,

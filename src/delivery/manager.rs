@@ -1,0 +1,877 @@
+//! The queue manager: one task that decides what is delivered when, and the delivery job that
+//! runs for each message it starts. The I/O shell around [`super::scheduler`].
+//!
+//! **Schedule.** At start the manager lists `incoming/` and `deferred/` once and reads each
+//! envelope (the head of each file only, on every core) into the in-memory schedule. Then it
+//! wakes on: new mail (the spool's publish hook sends a hint with the envelope; if the hint
+//! channel is full it falls back to a rescan), REGISTER notifications (that handset's
+//! messages are due at once), finished jobs, the next due time, and a periodic rescan (the
+//! safety net that also notices `queue release/flush/delete` made by an administrator).
+//!
+//! **Job.** A message is *claimed* by renaming it into `active/` (Postfix's discipline:
+//! exactly one worker owns it). Its due recipients are routed and attempted (the SIP agent for
+//! handsets, the SMTP agent for mail); each result is classified once
+//! ([`super::outcome`]) and logged in one Postfix-style line. Then, durably: notices and
+//! status reports are committed as new messages *before* the original is updated; a message
+//! with recipients left is rewritten and renamed into `deferred/`; a finished one is unlinked.
+//! A crash anywhere in a job leaves the message in `active/` or where it was; start-up
+//! recovery returns `active/` to `incoming/`, so it is retried: delivered twice at worst,
+//! never lost.
+//!
+//! **Limits.** `[delivery] max_jobs` messages at once; `max_sip` and `max_smtp` transactions
+//! at once (the agents' semaphores); one MESSAGE outstanding per handset (the scheduler).
+//!
+//! Standards: RFC 5321 4.5.4 (retries), 4.5.5 (no bounce to a bounce), RFC 3464 (DSN),
+//! RFC 3428 (one MESSAGE at a time per handset), TS 23.040 (status reports).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::notice::{self, DsnKind, Failure};
+use super::outcome::Outcome;
+use super::route::{self, Bts, Dest};
+use super::schedule::{self, Backoff};
+use super::scheduler::{Finished, Ready, Schedule};
+use super::sip_agent::SipAgent;
+use super::smtp_agent::SmtpAgent;
+use super::text::{self, ReportFacts, SmsContent, TextOptions};
+use crate::config::Config;
+use crate::mail::from_sms::rfc5322_date;
+use crate::registry::{Binding, Registry, Subscriber};
+use crate::sip::service::Reachable;
+use crate::sms::tpdu::status as tp_status;
+use crate::spool::{
+    Envelope, Origin, OriginKind, Queue, QueueFile, QueueId, RcptState, Spool, SpoolError, Writer,
+    now_unix,
+};
+
+const HINT_QUEUE: usize = 65_536;
+
+/// A new message, as the spool's publish hook reports it.
+#[derive(Debug, Clone)]
+pub struct Hint {
+    id: QueueId,
+    due: u64,
+    keys: Vec<String>,
+}
+
+/// The receiving end of the publish hints.
+#[derive(Debug)]
+pub struct Hints {
+    rx: mpsc::Receiver<Hint>,
+    overflow: Arc<AtomicBool>,
+    notify: Arc<Notify>,
+}
+
+/// Installs the spool's publish hook and returns the hints it sends.
+pub fn hints(spool: &Spool, domains: Vec<String>) -> Hints {
+    let (tx, rx) = mpsc::channel(HINT_QUEUE);
+    let overflow = Arc::new(AtomicBool::new(false));
+    let notify = Arc::new(Notify::new());
+    let (o, n) = (Arc::clone(&overflow), Arc::clone(&notify));
+    spool.set_publish_hook(Box::new(move |id, bytes| {
+        let Ok(env) = QueueFile::peek_envelope(bytes) else {
+            return;
+        };
+        let (due, keys) = schedule_facts(&env, &domains);
+        if let Some(due) = due
+            && tx.try_send(Hint { id, due, keys }).is_err()
+        {
+            o.store(true, Ordering::Relaxed);
+            n.notify_one();
+        }
+    }));
+    Hints {
+        rx,
+        overflow,
+        notify,
+    }
+}
+
+/// When a message is next due (its earliest pending recipient) and its handsets.
+fn schedule_facts(env: &Envelope, domains: &[String]) -> (Option<u64>, Vec<String>) {
+    let pending = env
+        .recipients
+        .iter()
+        .filter(|r| r.state == RcptState::Pending);
+    let due = pending.clone().map(|r| r.next_attempt).min();
+    let mut keys: Vec<String> = pending
+        .filter_map(|r| route::serial_key(&r.address, domains))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    (due, keys)
+}
+
+/// What a delivery job needs.
+#[derive(Debug)]
+pub struct Ctx {
+    cfg: Arc<Config>,
+    spool: Arc<Spool>,
+    writer: Writer,
+    registry: Registry,
+    sip: SipAgent,
+    smtp: SmtpAgent,
+}
+
+impl Ctx {
+    /// The delivery context; binds the SIP agent's socket.
+    ///
+    /// # Errors
+    /// When the SIP agent's socket cannot be bound.
+    pub async fn new(cfg: Arc<Config>, writer: Writer, registry: Registry) -> std::io::Result<Ctx> {
+        let sip = SipAgent::bind(&cfg).await?;
+        let smtp = SmtpAgent::new(&cfg);
+        Ok(Ctx {
+            spool: Arc::clone(writer.spool()),
+            cfg,
+            writer,
+            registry,
+            sip,
+            smtp,
+        })
+    }
+}
+
+/// Lists `incoming/` and `deferred/` and reads every envelope (in parallel).
+fn scan(spool: &Spool, domains: &[String]) -> Vec<(QueueId, u64, Vec<String>)> {
+    let mut ids = Vec::new();
+    for q in [Queue::Incoming, Queue::Deferred] {
+        match spool.list(q) {
+            Ok(l) => ids.extend(l.into_iter().map(|id| (q, id))),
+            Err(e) => error!("queue manager: cannot list {q}: {e}"),
+        }
+    }
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let chunk = ids.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = ids
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .filter_map(|(q, id)| match spool.peek(*q, *id) {
+                            Ok(env) => {
+                                let (due, keys) = schedule_facts(&env, domains);
+                                Some((*id, due.unwrap_or(0), keys))
+                            }
+                            Err(SpoolError::NotFound(_)) => None,
+                            Err(e) => {
+                                // Claimed later, the full decode sends it to corrupt/.
+                                warn!("queue manager: {e}");
+                                Some((*id, 0, Vec::new()))
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// Runs the queue manager until `shutdown`.
+pub async fn run(
+    ctx: Arc<Ctx>,
+    mut hints: Hints,
+    mut reachable: broadcast::Receiver<Reachable>,
+    shutdown: CancellationToken,
+) {
+    let domains = ctx.cfg.domains.clone();
+    let started = std::time::Instant::now();
+    let mut sched = Schedule::new();
+    {
+        let spool = Arc::clone(&ctx.spool);
+        let d = domains.clone();
+        let found = tokio::task::spawn_blocking(move || scan(&spool, &d))
+            .await
+            .unwrap_or_default();
+        for (id, due, keys) in found {
+            sched.upsert(id, due, keys);
+        }
+    }
+    info!(
+        "queue manager: {} messages scheduled in {:.3}s",
+        sched.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let max_jobs = ctx.cfg.delivery.max_jobs;
+    let rescan_every = ctx.cfg.delivery.rescan_interval.0;
+    let mut next_rescan = tokio::time::Instant::now() + rescan_every;
+    let mut jobs: JoinSet<(QueueId, Finished)> = JoinSet::new();
+    let mut running: std::collections::HashMap<tokio::task::Id, QueueId> =
+        std::collections::HashMap::new();
+    loop {
+        let now = now_unix();
+        while jobs.len() < max_jobs {
+            let Some(ready) = sched.next_ready(now) else {
+                break;
+            };
+            let h = jobs.spawn(deliver(Arc::clone(&ctx), ready));
+            running.insert(h.id(), ready.id);
+        }
+        let wake = match sched.next_due() {
+            Some(d) if d > now => until_second(d),
+            _ => rescan_every,
+        };
+        let wake = tokio::time::Instant::now() + wake.min(rescan_every);
+        let wake = wake.min(next_rescan);
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(h) = hints.rx.recv() => {
+                sched.upsert(h.id, h.due, h.keys);
+                // Take what else is waiting without a pass through the loop for each.
+                while let Ok(h) = hints.rx.try_recv() {
+                    sched.upsert(h.id, h.due, h.keys);
+                }
+            }
+            r = reachable.recv() => match r {
+                Ok(r) => {
+                    let now = now_unix();
+                    let mut n = sched.make_due(&route::handset_key(&r.aor), now);
+                    if let Some(m) = &r.msisdn {
+                        n += sched.make_due(m, now);
+                    }
+                    if n > 0 {
+                        info!("queue manager: {} registered, {n} message(s) due now", r.aor);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(k)) => {
+                    warn!("queue manager: {k} REGISTER notifications missed; rescanning");
+                    next_rescan = tokio::time::Instant::now();
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    reachable = broadcast::channel(1).1;
+                }
+            },
+            Some(done) = jobs.join_next_with_id(), if !jobs.is_empty() => match done {
+                Ok((tid, (id, finished))) => {
+                    running.remove(&tid);
+                    sched.finish(id, finished);
+                }
+                Err(e) => {
+                    if let Some(id) = running.remove(&e.id()) {
+                        error!("{id}: delivery job failed: {e}; retried after a restart");
+                        sched.finish(id, Finished::default());
+                    }
+                }
+            },
+            _ = hints.notify.notified() => {
+                if hints.overflow.swap(false, Ordering::Relaxed) {
+                    next_rescan = tokio::time::Instant::now();
+                }
+            }
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+        if tokio::time::Instant::now() >= next_rescan {
+            next_rescan = tokio::time::Instant::now() + rescan_every;
+            let spool = Arc::clone(&ctx.spool);
+            let d = domains.clone();
+            let found = tokio::task::spawn_blocking(move || scan(&spool, &d))
+                .await
+                .unwrap_or_default();
+            let mut seen = std::collections::HashSet::with_capacity(found.len());
+            for (id, due, keys) in found {
+                seen.insert(id);
+                sched.upsert(id, due, keys);
+            }
+            sched.retain_seen(&seen);
+            sched.prune(now_unix());
+        }
+    }
+    let grace = ctx.cfg.shutdown_timeout.0 / 2;
+    if tokio::time::timeout(grace, async { while jobs.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        warn!(
+            "queue manager: {} deliveries still running at shutdown; they are retried after restart",
+            jobs.len()
+        );
+        jobs.abort_all();
+    }
+    info!("queue manager stopped");
+}
+
+/// How long until the start of Unix second `t`.
+fn until_second(t: u64) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Duration::from_secs(t).saturating_sub(now)
+}
+
+/// Claims `id` into `active/` and reads it. `Ok(None)`: it is gone (delivered, deleted,
+/// held) or corrupt (moved to `corrupt/`).
+fn claim(spool: &Spool, id: QueueId) -> Result<Option<QueueFile>, SpoolError> {
+    let mut claimed = false;
+    for q in [Queue::Incoming, Queue::Deferred] {
+        match spool.claim(id, q, Queue::Active) {
+            Ok(()) => {
+                claimed = true;
+                break;
+            }
+            Err(SpoolError::NotFound(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    if !claimed && std::fs::symlink_metadata(spool.path(Queue::Active, id)).is_err() {
+        return Ok(None);
+    }
+    match spool.read(Queue::Active, id) {
+        Ok(f) => Ok(Some(f)),
+        Err(SpoolError::NotFound(_)) => Ok(None),
+        Err(e @ SpoolError::Corrupt { .. }) => {
+            error!("{id}: {e}; moved to corrupt/");
+            let _ = spool.move_to(id, Queue::Active, Queue::Corrupt);
+            Ok(None)
+        }
+        Err(e) => {
+            let _ = spool.claim(id, Queue::Active, Queue::Incoming);
+            Err(e)
+        }
+    }
+}
+
+/// The Postfix-style delay: seconds since arrival, two decimals.
+fn delay(arrival: u64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    format!("{:.2}", (now - arrival as f64).max(0.0))
+}
+
+/// One delivery job: claim, attempt every due recipient, notify, update the queue.
+async fn deliver(ctx: Arc<Ctx>, ready: Ready) -> (QueueId, Finished) {
+    let id = ready.id;
+    let spool = Arc::clone(&ctx.spool);
+    let file = match tokio::task::spawn_blocking(move || claim(&spool, id)).await {
+        Ok(Ok(Some(f))) => f,
+        Ok(Ok(None)) => return (id, Finished::default()),
+        Ok(Err(e)) => {
+            error!("{id}: cannot claim: {e}");
+            return (id, Finished::default());
+        }
+        Err(e) => {
+            error!("{id}: claim failed: {e}");
+            return (id, Finished::default());
+        }
+    };
+    let mut job = Job {
+        ctx: &ctx,
+        file,
+        content: None,
+        outbound: None,
+    };
+    let finished = job.run(ready.forced).await;
+    (id, finished)
+}
+
+struct Job<'a> {
+    ctx: &'a Ctx,
+    file: QueueFile,
+    content: Option<SmsContent>,
+    outbound: Option<Vec<u8>>,
+}
+
+impl Job<'_> {
+    fn cfg(&self) -> &Config {
+        &self.ctx.cfg
+    }
+
+    async fn run(&mut self, forced: bool) -> Finished {
+        let id = self.file.id();
+        let now = now_unix();
+        let mut finished = Finished::default();
+        let mut failures: Vec<Failure> = Vec::new();
+        let mut reports: Vec<(String, u8)> = Vec::new();
+        let domains = self.cfg().domains.clone();
+        for i in 0..self.file.envelope.recipients.len() {
+            let r = &self.file.envelope.recipients[i];
+            if r.state != RcptState::Pending || !(forced || r.next_attempt <= now) {
+                continue;
+            }
+            let address = r.address.clone();
+            let attempts = r.attempts + 1;
+            let dest = route::classify(&address, &domains);
+            let (outcome, relay) = if schedule::expired(self.file.envelope.expires, now) {
+                (expired_outcome(), "none".to_string())
+            } else {
+                self.attempt(&address, dest.as_ref(), attempts).await
+            };
+            let outcome = match outcome {
+                Outcome::Retry { .. } if schedule::expired(self.file.envelope.expires, now) => {
+                    expired_outcome()
+                }
+                o => o,
+            };
+            let key = match &dest {
+                Some(Dest::Handset(k)) => Some(k.clone()),
+                _ => None,
+            };
+            let env = &mut self.file.envelope;
+            let rcpt = &mut env.recipients[i];
+            rcpt.attempts = attempts;
+            let (status, reason) = match &outcome {
+                Outcome::Delivered => {
+                    rcpt.state = RcptState::Delivered;
+                    rcpt.last_reply = Some(format!("delivered via {relay}"));
+                    if let Some(k) = key {
+                        finished.delivered_keys.push(k);
+                    }
+                    reports.push((address.clone(), tp_status::DELIVERED));
+                    ("sent", "delivered".to_string())
+                }
+                Outcome::Retry {
+                    reason,
+                    retry_after,
+                } => {
+                    let backoff = match dest {
+                        Some(Dest::Handset(_)) => Backoff {
+                            min: self.ctx.cfg.delivery.handset_backoff_min.0,
+                            max: self.ctx.cfg.delivery.handset_backoff_max.0,
+                        },
+                        _ => Backoff {
+                            min: self.ctx.cfg.delivery.mail_backoff_min.0,
+                            max: self.ctx.cfg.delivery.mail_backoff_max.0,
+                        },
+                    };
+                    let next = schedule::next_attempt(
+                        env.arrival,
+                        now,
+                        backoff,
+                        *retry_after,
+                        env.id.0.micros() / 1_000_000,
+                    )
+                    .min(env.expires.max(now + 1));
+                    rcpt.next_attempt = next;
+                    rcpt.last_reply = Some(reason.clone());
+                    if let Some(k) = key {
+                        finished.deferred_keys.push((k, next));
+                    }
+                    ("deferred", reason.clone())
+                }
+                Outcome::Bounce { reason, status } => {
+                    rcpt.state = RcptState::Failed;
+                    rcpt.last_reply = Some(reason.clone());
+                    failures.push(Failure {
+                        recipient: address.clone(),
+                        status: status.to_string(),
+                        reason: reason.clone(),
+                    });
+                    let st = if *status == "4.4.7" {
+                        tp_status::VALIDITY_EXPIRED
+                    } else {
+                        tp_status::NOT_OBTAINABLE
+                    };
+                    reports.push((address.clone(), st));
+                    ("bounced", reason.clone())
+                }
+            };
+            info!(
+                queue_id = %id,
+                "{id}: to=<{address}>, relay={relay}, delay={}, attempts={attempts}, status={status} ({reason})",
+                delay(env.arrival)
+            );
+        }
+        let mut notices: Vec<QueueFile> = Vec::new();
+        let notify = notice::should_notify(
+            &self.file.envelope.sender,
+            &self.file.envelope.origin.kind,
+            &self.file.message,
+        );
+        if notify && !failures.is_empty() {
+            notices.push(self.notice(DsnKind::Failed, &failures, now));
+        }
+        if let Some(w) = self.delay_warning(notify, now) {
+            notices.push(w);
+        }
+        notices.extend(self.status_reports(&reports, now));
+        for n in notices {
+            let nid = n.id();
+            if let Err(e) = self.ctx.writer.commit(n).await {
+                // Keep the original as it was: the notice is retried with it.
+                error!("{id}: cannot queue notice {nid}: {e}; will retry");
+                return self.put_back(now).await;
+            }
+            info!(queue_id = %id, "{id}: sender notice: {nid}");
+        }
+        self.save(now, finished).await
+    }
+
+    /// Retries the whole message in a minute (after a failure to queue its notices).
+    async fn put_back(&mut self, now: u64) -> Finished {
+        for r in &mut self.file.envelope.recipients {
+            if r.state == RcptState::Failed && r.attempts > 0 {
+                r.state = RcptState::Pending;
+            }
+            if r.state == RcptState::Pending {
+                r.next_attempt = now + 60;
+            }
+        }
+        self.save(now, Finished::default()).await
+    }
+
+    /// Writes the new state: unlink when done, else rewrite and move to `deferred/`.
+    async fn save(&mut self, now: u64, mut finished: Finished) -> Finished {
+        let id = self.file.id();
+        let domains = self.cfg().domains.clone();
+        let (due, keys) = schedule_facts(&self.file.envelope, &domains);
+        let spool = Arc::clone(&self.ctx.spool);
+        let file = self.file.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            if file.pending().next().is_none() {
+                spool.remove_delivered(Queue::Active, id)
+            } else {
+                spool
+                    .rewrite(Queue::Active, &file)
+                    .and_then(|()| spool.move_to(id, Queue::Active, Queue::Deferred))
+            }
+        })
+        .await;
+        match res {
+            Ok(Ok(())) => {
+                if let Some(due) = due {
+                    finished.next = Some((due.max(now), keys));
+                } else {
+                    info!(queue_id = %id, "{id}: removed");
+                }
+            }
+            Ok(Err(e)) => {
+                error!("{id}: cannot update the queue file: {e}; left in active/ until restart")
+            }
+            Err(e) => error!("{id}: queue update failed: {e}"),
+        }
+        finished
+    }
+
+    async fn attempt(
+        &mut self,
+        address: &str,
+        dest: Option<&Dest>,
+        attempts: u32,
+    ) -> (Outcome, String) {
+        match dest {
+            None => (
+                Outcome::Bounce {
+                    reason: format!("bad address <{address}>"),
+                    status: "5.1.3",
+                },
+                "none".into(),
+            ),
+            Some(Dest::Mail { domain }) => {
+                let msg = self.outbound().to_vec();
+                let sent = self
+                    .ctx
+                    .smtp
+                    .send(&self.file.envelope.sender, address, domain, &msg)
+                    .await;
+                (sent.outcome, sent.relay)
+            }
+            Some(Dest::Handset(key)) => self.handset(key, attempts).await,
+        }
+    }
+
+    async fn handset(&mut self, key: &str, attempts: u32) -> (Outcome, String) {
+        let k = key.to_string();
+        let found = self
+            .ctx
+            .registry
+            .call(move |db| lookup(db, &k, now_unix()))
+            .await;
+        let (sub, bindings) = match found {
+            Ok(x) => x,
+            Err(e) => {
+                return (
+                    Outcome::Retry {
+                        reason: format!("registry: {e}"),
+                        retry_after: None,
+                    },
+                    "none".into(),
+                );
+            }
+        };
+        let d = &self.ctx.cfg.delivery;
+        let bts = Bts {
+            addr: d.bts,
+            transport: d.bts_transport,
+        };
+        let r = match route::handset(key, sub.as_ref(), &bindings, bts, d.email_mode) {
+            Ok(r) => r,
+            Err(e) => {
+                return (
+                    Outcome::Bounce {
+                        reason: e.to_string(),
+                        status: e.status(),
+                    },
+                    "none".into(),
+                );
+            }
+        };
+        if let Some(email) = &r.email
+            && attempts == 1
+        {
+            // The mailbox copy is a message of its own, with its own retries.
+            let env = &self.file.envelope;
+            let mut copy = self.ctx.spool.new_message(
+                &env.sender,
+                std::slice::from_ref(email),
+                self.file.message.clone(),
+                env.origin.clone(),
+                self.ctx.cfg.queue.mail_lifetime.0.as_secs(),
+            );
+            copy.original = Vec::new();
+            let cid = copy.id();
+            if let Err(e) = self.ctx.writer.commit(copy).await {
+                return (
+                    Outcome::Retry {
+                        reason: format!("cannot queue the copy to {email}: {e}"),
+                        retry_after: None,
+                    },
+                    "none".into(),
+                );
+            }
+            info!(queue_id = %self.file.id(), "{}: copy to <{email}> queued as {cid}", self.file.id());
+        }
+        let Some(target) = r.sip else {
+            let email = r.email.unwrap_or_default();
+            return (Outcome::Delivered, format!("forwarded to <{email}>"));
+        };
+        let content = self.content().clone();
+        let reference = (self.file.id().micros() & 0xFFFF) as u16;
+        let out = self.ctx.sip.deliver(&target, &content, reference).await;
+        (out, format!("{}[{}]", target.uri, target.addr))
+    }
+
+    fn content(&mut self) -> &SmsContent {
+        if self.content.is_none() {
+            let d = &self.ctx.cfg.delivery;
+            let opts = TextOptions {
+                local_domains: &self.ctx.cfg.domains,
+                email_sender: &d.email_sender,
+                notice_sender: &d.notice_sender,
+                subject_line: d.subject_line,
+                strip_quotes: d.strip_quotes,
+            };
+            self.content = Some(text::sms_content(
+                &self.file.message,
+                &self.file.envelope.sender,
+                &opts,
+            ));
+        }
+        self.content.get_or_insert_with(|| SmsContent {
+            originator: String::new(),
+            text: String::new(),
+            report: None,
+        })
+    }
+
+    /// The message with our Received line on top.
+    fn outbound(&mut self) -> &[u8] {
+        if self.outbound.is_none() {
+            let env = &self.file.envelope;
+            let mut out = format!(
+                "Received: by {} (smsmta) id {};\r\n\t{}\r\n",
+                self.ctx.cfg.hostname,
+                env.id.0,
+                rfc5322_date(now_unix())
+            )
+            .into_bytes();
+            out.extend_from_slice(&self.file.message);
+            self.outbound = Some(out);
+        }
+        self.outbound.as_deref().unwrap_or_default()
+    }
+
+    /// A notice to the sender: an SMS for a handset sender, a DSN for an e-mail sender.
+    fn notice(&self, kind: DsnKind, failures: &[Failure], now: u64) -> QueueFile {
+        let cfg = self.cfg();
+        let env = &self.file.envelope;
+        let id = env.id.0.to_string();
+        let handset = text::local_number(&env.sender, &cfg.domains).is_some();
+        let (message, lifetime) = if handset {
+            let from = format!("{}@{}", cfg.delivery.notice_sender, cfg.sms_domain());
+            let t = notice::notice_text(kind, failures, &cfg.domains);
+            (
+                notice::sms_notice(&from, &env.sender, &t, &id, &cfg.hostname, now),
+                cfg.queue.sms_lifetime.0,
+            )
+        } else {
+            (
+                notice::dsn(&notice::Dsn {
+                    hostname: &cfg.hostname,
+                    queue_id: &id,
+                    arrival: env.arrival,
+                    now,
+                    expires: env.expires,
+                    to: &env.sender,
+                    kind,
+                    failures,
+                    original: &self.file.message,
+                }),
+                cfg.queue.mail_lifetime.0,
+            )
+        };
+        self.ctx.spool.new_message(
+            "",
+            std::slice::from_ref(&env.sender),
+            message,
+            Origin {
+                kind: OriginKind::Internal,
+                peer: format!("notice for {id}"),
+            },
+            lifetime.as_secs(),
+        )
+    }
+
+    /// The optional "delayed" notice, once per message.
+    fn delay_warning(&mut self, notify: bool, now: u64) -> Option<QueueFile> {
+        let after = self.cfg().delivery.delay_warning.0.as_secs();
+        let env = &self.file.envelope;
+        if after == 0 || !notify || env.warned || now.saturating_sub(env.arrival) < after {
+            return None;
+        }
+        let delayed: Vec<Failure> = self
+            .file
+            .pending()
+            .map(|r| Failure {
+                recipient: r.address.clone(),
+                status: "4.4.1".into(),
+                reason: r
+                    .last_reply
+                    .clone()
+                    .unwrap_or_else(|| "not yet delivered".into()),
+            })
+            .collect();
+        if delayed.is_empty() {
+            return None;
+        }
+        let n = self.notice(DsnKind::Delayed, &delayed, now);
+        self.file.envelope.warned = true;
+        Some(n)
+    }
+
+    /// SMS-STATUS-REPORTs for a handset sender that asked for them (TP-SRR).
+    fn status_reports(&self, reports: &[(String, u8)], now: u64) -> Vec<QueueFile> {
+        let cfg = self.cfg();
+        let env = &self.file.envelope;
+        if reports.is_empty()
+            || env.origin.kind != OriginKind::Sip
+            || text::local_number(&env.sender, &cfg.domains).is_none()
+        {
+            return Vec::new();
+        }
+        let Some(mr) = notice::report_request(&self.file.message) else {
+            return Vec::new();
+        };
+        let from = format!("{}@{}", cfg.delivery.notice_sender, cfg.sms_domain());
+        let id = env.id.0.to_string();
+        reports
+            .iter()
+            .map(|(rcpt, st)| {
+                let facts = ReportFacts {
+                    message_ref: mr,
+                    recipient: text::local_number(rcpt, &cfg.domains)
+                        .unwrap_or_else(|| rcpt.clone()),
+                    status: *st,
+                    submitted: env.arrival,
+                    discharged: now,
+                };
+                self.ctx.spool.new_message(
+                    "",
+                    std::slice::from_ref(&env.sender),
+                    notice::status_report(&from, &env.sender, &facts, &id, &cfg.hostname),
+                    Origin {
+                        kind: OriginKind::Internal,
+                        peer: format!("status report for {id}"),
+                    },
+                    cfg.queue.sms_lifetime.0.as_secs(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn expired_outcome() -> Outcome {
+    Outcome::Bounce {
+        reason: "message expired: not delivered within its lifetime".into(),
+        status: "4.4.7",
+    }
+}
+
+/// The subscriber behind a handset key and the live bindings of its addresses of record
+/// (`IMSI<imsi>` and the number), newest first.
+fn lookup(
+    db: &mut crate::registry::Db,
+    key: &str,
+    now: u64,
+) -> Result<(Option<Subscriber>, Vec<Binding>), crate::registry::RegistryError> {
+    let sub = match key.strip_prefix("IMSI") {
+        Some(imsi) => db.by_imsi(imsi)?,
+        None => db.by_msisdn(key)?,
+    };
+    let mut aors = vec![key.to_string()];
+    if let Some(s) = &sub {
+        aors.push(s.msisdn.clone());
+        if let Some(i) = &s.imsi {
+            aors.push(format!("IMSI{i}"));
+        }
+    }
+    aors.sort_unstable();
+    aors.dedup();
+    let mut bindings = Vec::new();
+    for a in aors {
+        bindings.extend(db.bindings(&a, now)?);
+    }
+    bindings.sort_by_key(|b| std::cmp::Reverse(b.expires));
+    Ok((sub, bindings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::{Origin, Recipient};
+
+    #[test]
+    fn schedule_facts_take_the_earliest_pending_recipient_and_its_handsets() {
+        let domains = vec!["sms.test".to_string()];
+        let mut env = Envelope {
+            id: crate::spool::queue_file::QueueIdField(QueueId::from_parts(1, 1)),
+            sender: String::new(),
+            recipients: vec![
+                Recipient::new("1555@sms.test", 50),
+                Recipient::new("a@example.org", 20),
+                Recipient::new("1666@sms.test", 10),
+            ],
+            arrival: 0,
+            expires: 100,
+            origin: Origin {
+                kind: OriginKind::Smtp,
+                peer: String::new(),
+            },
+            warned: false,
+        };
+        env.recipients[2].state = RcptState::Delivered;
+        assert_eq!(
+            schedule_facts(&env, &domains),
+            (Some(20), vec!["1555".to_string()])
+        );
+        for r in &mut env.recipients {
+            r.state = RcptState::Failed;
+        }
+        assert_eq!(schedule_facts(&env, &domains), (None, vec![]));
+    }
+}

@@ -1,0 +1,357 @@
+//! Notices to senders: RFC 3464 delivery status notifications for e-mail senders, short
+//! "not delivered" texts for handset senders, and SMS status reports (TP-SRR). Pure.
+//!
+//! Every notice is itself a message queued from the null sender, so it is never bounced
+//! (RFC 5321 4.5.5); [`should_notify`] also refuses to answer bounces, notices and
+//! auto-replies (RFC 3834: Auto-Submitted, Precedence bulk/junk/list).
+//!
+//! Standards: RFC 3464 (DSN), RFC 3462 (multipart/report), RFC 3463 (status codes),
+//! RFC 3834 (auto-replies), TS 23.040 9.2.2.3 (SMS-STATUS-REPORT facts).
+
+use mail_builder::MessageBuilder;
+use mail_builder::headers::address::Address;
+use mail_builder::headers::raw::Raw;
+use mail_parser::MessageParser;
+
+use super::text::{ReportFacts, is_dsn};
+use crate::mail::from_sms::rfc5322_date;
+use crate::spool::OriginKind;
+
+/// One recipient that a notice is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The recipient.
+    pub recipient: String,
+    /// RFC 3463 status (`5.1.1`, `4.4.7`).
+    pub status: String,
+    /// The reply or reason.
+    pub reason: String,
+}
+
+/// Whether a sender should be told about a failure of this message.
+pub fn should_notify(envelope_sender: &str, origin: &OriginKind, raw: &[u8]) -> bool {
+    if envelope_sender.is_empty() || *origin == OriginKind::Internal {
+        return false;
+    }
+    let Some(m) = MessageParser::default().parse_headers(raw) else {
+        return true;
+    };
+    let auto = m
+        .header_raw("Auto-Submitted")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| !v.is_empty() && !v.starts_with("no"));
+    let bulk = m
+        .header_raw("Precedence")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| matches!(v.as_str(), "bulk" | "junk" | "list"));
+    !(auto || bulk || is_dsn(&m))
+}
+
+/// The header section of a message (up to the blank line).
+pub fn header_section(raw: &[u8]) -> &[u8] {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 2)
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 1))
+        .unwrap_or(raw.len());
+    &raw[..end]
+}
+
+/// What a DSN is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DsnKind {
+    /// Given up (Action: failed).
+    Failed,
+    /// Still trying (Action: delayed).
+    Delayed,
+}
+
+/// The facts of a DSN.
+#[derive(Debug, Clone)]
+pub struct Dsn<'a> {
+    /// This host (Reporting-MTA, the From domain).
+    pub hostname: &'a str,
+    /// The queue ID of the original message.
+    pub queue_id: &'a str,
+    /// Its arrival time.
+    pub arrival: u64,
+    /// Now.
+    pub now: u64,
+    /// When the original expires (Will-Retry-Until of a delay notice).
+    pub expires: u64,
+    /// The original sender (the DSN's recipient).
+    pub to: &'a str,
+    /// Failed or delayed.
+    pub kind: DsnKind,
+    /// The recipients concerned.
+    pub failures: &'a [Failure],
+    /// The original message (its headers are quoted).
+    pub original: &'a [u8],
+}
+
+/// Builds an RFC 3464 DSN (multipart/report) for an e-mail sender.
+pub fn dsn(d: &Dsn<'_>) -> Vec<u8> {
+    let boundary = format!("{}.{}/{}", d.queue_id, d.now, d.hostname);
+    let (subject, intro, action) = match d.kind {
+        DsnKind::Failed => (
+            "Undelivered Mail Returned to Sender",
+            "I'm sorry to have to inform you that your message could not\r\nbe delivered to one or more recipients.",
+            "failed",
+        ),
+        DsnKind::Delayed => (
+            "Delayed Mail (still being retried)",
+            "Your message could not be delivered yet. It will be retried until it\r\nexpires; you do not need to send it again.",
+            "delayed",
+        ),
+    };
+    let mut s = String::new();
+    s.push_str(&format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{h}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: <{id}.{now}.dsn@{h}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\nThis is a MIME-encapsulated message.\r\n\r\n",
+        h = d.hostname,
+        to = d.to,
+        date = rfc5322_date(d.now),
+        id = d.queue_id,
+        now = d.now,
+    ));
+    s.push_str(&format!(
+        "--{boundary}\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nThis is the mail system at host {}.\r\n\r\n{intro}\r\n\r\n",
+        d.hostname
+    ));
+    for f in d.failures {
+        s.push_str(&format!("<{}>: {}\r\n", f.recipient, one_line(&f.reason)));
+    }
+    s.push_str(&format!(
+        "\r\n--{boundary}\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {h}\r\nX-Smsmta-Queue-ID: {id}\r\nArrival-Date: {arr}\r\n",
+        h = d.hostname,
+        id = d.queue_id,
+        arr = rfc5322_date(d.arrival)
+    ));
+    for f in d.failures {
+        s.push_str(&format!(
+            "\r\nFinal-Recipient: rfc822; {}\r\nAction: {action}\r\nStatus: {}\r\nDiagnostic-Code: {}; {}\r\n",
+            f.recipient,
+            f.status,
+            if f.reason.starts_with("SIP/") || f.reason.contains(" SIP ") {
+                "X-SIP"
+            } else {
+                "smtp"
+            },
+            one_line(&f.reason)
+        ));
+        if d.kind == DsnKind::Delayed {
+            s.push_str(&format!(
+                "Will-Retry-Until: {}\r\n",
+                rfc5322_date(d.expires)
+            ));
+        }
+    }
+    s.push_str(&format!(
+        "\r\n--{boundary}\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+    ));
+    let mut out = s.into_bytes();
+    out.extend_from_slice(header_section(d.original));
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The text of a notice to a handset sender.
+pub fn notice_text(kind: DsnKind, failures: &[Failure], local_domains: &[String]) -> String {
+    let mut lines = Vec::new();
+    for f in failures {
+        let who = super::text::local_number(&f.recipient, local_domains)
+            .unwrap_or_else(|| f.recipient.clone());
+        lines.push(match kind {
+            DsnKind::Failed => format!("Message to {who} not delivered: {}", one_line(&f.reason)),
+            DsnKind::Delayed => format!("Message to {who} delayed: {}", one_line(&f.reason)),
+        });
+    }
+    lines.join("\n")
+}
+
+/// A short mail from the notice sender to a handset (the SIP agent turns it into a text).
+pub fn sms_notice(
+    from: &str,
+    to: &str,
+    text: &str,
+    queue_id: &str,
+    hostname: &str,
+    now: u64,
+) -> Vec<u8> {
+    MessageBuilder::new()
+        .from(Address::new_address(None::<&str>, from.to_string()))
+        .to(Address::new_address(None::<&str>, to.to_string()))
+        .date(now as i64)
+        .message_id(format!("{queue_id}.{now}.notice@{hostname}"))
+        .header("Auto-Submitted", Raw::new("auto-replied"))
+        .text_body(text.to_string())
+        .write_to_vec()
+        .unwrap_or_default()
+}
+
+/// A status report for a handset, as a mail carrying the report facts in `X-SMS-Report-*`
+/// headers (read back by [`super::text::sms_content`]).
+pub fn status_report(
+    from: &str,
+    to: &str,
+    facts: &ReportFacts,
+    queue_id: &str,
+    hostname: &str,
+) -> Vec<u8> {
+    let text = format!(
+        "Message to {} {}",
+        facts.recipient,
+        if facts.status == 0 {
+            "delivered"
+        } else {
+            "not delivered"
+        }
+    );
+    MessageBuilder::new()
+        .from(Address::new_address(None::<&str>, from.to_string()))
+        .to(Address::new_address(None::<&str>, to.to_string()))
+        .date(facts.discharged as i64)
+        .message_id(format!("{queue_id}.{}.report@{hostname}", facts.discharged))
+        .header("Auto-Submitted", Raw::new("auto-replied"))
+        .header("X-SMS-Report-MR", Raw::new(facts.message_ref.to_string()))
+        .header("X-SMS-Report-Recipient", Raw::new(facts.recipient.clone()))
+        .header("X-SMS-Report-Status", Raw::new(facts.status.to_string()))
+        .header(
+            "X-SMS-Report-Submitted",
+            Raw::new(facts.submitted.to_string()),
+        )
+        .header(
+            "X-SMS-Report-Discharged",
+            Raw::new(facts.discharged.to_string()),
+        )
+        .text_body(text)
+        .write_to_vec()
+        .unwrap_or_default()
+}
+
+/// The TP-MR of the SMS-SUBMIT a mail came from, when its sender asked for a status report.
+pub fn report_request(raw: &[u8]) -> Option<u8> {
+    let m = MessageParser::default().parse_headers(raw)?;
+    let asked = m
+        .header_raw("X-SMS-Status-Report-Request")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"));
+    if !asked {
+        return None;
+    }
+    m.header_raw("X-SMS-TP-MR")?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::text::{TextOptions, sms_content};
+
+    const ORIGINAL: &[u8] =
+        b"From: alice@example.org\r\nTo: 15551234567@sms.example.org\r\nSubject: hi\r\n\r\nbody text\r\n";
+
+    #[test]
+    fn bounces_notices_and_auto_replies_are_never_answered() {
+        assert!(should_notify(
+            "alice@example.org",
+            &OriginKind::Smtp,
+            ORIGINAL
+        ));
+        assert!(!should_notify("", &OriginKind::Smtp, ORIGINAL));
+        assert!(!should_notify("a@b", &OriginKind::Internal, ORIGINAL));
+        for h in [
+            "Auto-Submitted: auto-replied",
+            "Auto-Submitted: auto-generated",
+            "Precedence: bulk",
+            "Precedence: list",
+            "Precedence: junk",
+            "Content-Type: multipart/report; report-type=delivery-status; boundary=x",
+        ] {
+            let raw = format!("{h}\r\nFrom: a@b\r\n\r\nx\r\n");
+            assert!(
+                !should_notify("a@b", &OriginKind::Smtp, raw.as_bytes()),
+                "{h}"
+            );
+        }
+        let raw = b"Auto-Submitted: no\r\n\r\nx";
+        assert!(should_notify("a@b", &OriginKind::Smtp, raw));
+    }
+
+    #[test]
+    fn dsn_is_a_multipart_report_that_our_own_reader_summarises() {
+        let failures = [Failure {
+            recipient: "15551234567@sms.example.org".into(),
+            status: "5.1.1".into(),
+            reason: "404 Not Found".into(),
+        }];
+        let raw = dsn(&Dsn {
+            hostname: "mta.example.org",
+            queue_id: "0644C2A1B3C4D5A1B2C3",
+            arrival: 1_764_000_000,
+            now: 1_764_000_100,
+            expires: 1_764_400_000,
+            to: "alice@example.org",
+            kind: DsnKind::Failed,
+            failures: &failures,
+            original: ORIGINAL,
+        });
+        let m = MessageParser::default().parse(&raw).unwrap();
+        assert!(is_dsn(&m));
+        assert_eq!(m.subject(), Some("Undelivered Mail Returned to Sender"));
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.contains("Final-Recipient: rfc822; 15551234567@sms.example.org\r\n"));
+        assert!(text.contains("Action: failed\r\nStatus: 5.1.1\r\n"));
+        assert!(text.contains("Content-Type: text/rfc822-headers\r\n\r\nFrom: alice@example.org\r\nTo: 15551234567@sms.example.org\r\nSubject: hi\r\n"));
+        assert!(!text.contains("body text"), "only the headers are quoted");
+        let domains = vec!["sms.example.org".to_string()];
+        let c = sms_content(
+            &raw,
+            "",
+            &TextOptions {
+                local_domains: &domains,
+                email_sender: "Email",
+                notice_sender: "101",
+                subject_line: true,
+                strip_quotes: true,
+            },
+        );
+        assert_eq!(
+            c.text,
+            "Mail to 15551234567@sms.example.org not delivered: 404 Not Found"
+        );
+        assert!(!should_notify("", &OriginKind::Internal, &raw));
+    }
+
+    #[test]
+    fn notice_text_names_the_number() {
+        let f = [Failure {
+            recipient: "15551234567@sms.example.org".into(),
+            status: "5.1.1".into(),
+            reason: "404  Not\r\nFound".into(),
+        }];
+        let d = vec!["sms.example.org".to_string()];
+        assert_eq!(
+            notice_text(DsnKind::Failed, &f, &d),
+            "Message to 15551234567 not delivered: 404 Not Found"
+        );
+    }
+
+    #[test]
+    fn report_request_needs_the_flag_and_a_reference() {
+        let yes = b"X-SMS-TP-MR: 84\r\nX-SMS-Status-Report-Request: yes\r\n\r\nx";
+        let no = b"X-SMS-TP-MR: 84\r\nX-SMS-Status-Report-Request: no\r\n\r\nx";
+        assert_eq!(report_request(yes), Some(84));
+        assert_eq!(report_request(no), None);
+        assert_eq!(report_request(b"Subject: x\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn header_section_stops_at_the_blank_line() {
+        assert_eq!(header_section(b"A: b\r\n\r\nbody"), b"A: b\r\n");
+        assert_eq!(header_section(b"A: b\n\nbody"), b"A: b\n");
+        assert_eq!(header_section(b"A: b"), b"A: b");
+    }
+}
