@@ -25,7 +25,7 @@ fn env() -> Env {
     std::fs::write(
         &config,
         format!(
-            "domains = [\"sms.example.org\"]\nspool_dir = \"{}\"\nshutdown_timeout = \"5s\"\n[sip]\nlisten = \"127.0.0.1:0\"\n[smtp]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n",
+            "domains = [\"sms.example.org\"]\nspool_dir = \"{}\"\nshutdown_timeout = \"5s\"\n[sip]\nlisten = \"127.0.0.1:0\"\n[smtp]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n[delivery]\nenabled = false\n",
             spool.display()
         ),
     )

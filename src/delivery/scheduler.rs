@@ -226,15 +226,23 @@ impl Schedule {
             }
         }
         self.unindex(id, &e.keys);
+        // A REGISTER that came while this job ran: the handset is back, so the message is due
+        // again at once instead of after the backoff this attempt asked for.
+        let registered_meanwhile = e.forced;
         for k in f.delivered_keys {
             self.key_backoff.remove(&k);
         }
-        for (k, until) in f.deferred_keys {
-            let u = self.key_backoff.entry(k).or_insert(until);
-            *u = (*u).max(until);
+        if !registered_meanwhile {
+            for (k, until) in f.deferred_keys {
+                let u = self.key_backoff.entry(k).or_insert(until);
+                *u = (*u).max(until);
+            }
         }
         if let Some((due, keys)) = f.next {
-            self.upsert(id, due, keys);
+            self.upsert(id, if registered_meanwhile { 0 } else { due }, keys);
+            if let Some(n) = self.entries.get_mut(&id) {
+                n.forced = registered_meanwhile;
+            }
         }
         for k in &e.keys {
             self.release(k);
@@ -380,6 +388,29 @@ mod tests {
             })
         );
         assert_eq!(s.next_ready(5), None, "the other handset is not due");
+    }
+
+    #[test]
+    fn register_during_a_failing_attempt_makes_the_message_due_at_once() {
+        let mut s = Schedule::new();
+        s.upsert(id(1), 0, k("1555"));
+        assert!(s.next_ready(0).is_some());
+        s.make_due("1555", 1);
+        s.finish(
+            id(1),
+            Finished {
+                next: Some((61, k("1555"))),
+                deferred_keys: vec![("1555".into(), 61)],
+                delivered_keys: vec![],
+            },
+        );
+        assert_eq!(
+            s.next_ready(1),
+            Some(Ready {
+                id: id(1),
+                forced: true
+            })
+        );
     }
 
     #[test]

@@ -107,9 +107,15 @@ pub fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
 }
 
 /// As [`config`], with a log filter (it must let `smsmta::app=info` through: [`Serve`] waits
-/// for the ready line).
+/// for the ready line). Delivery is off (front-door tests count what stays in the spool)
+/// unless `extra` has a `[delivery]` table.
 pub fn config_logging(dir: &Path, level: &str, extra: &str) -> std::path::PathBuf {
     let path = dir.join("smsmta.toml");
+    let extra = if extra.contains("[delivery]") {
+        extra.to_string()
+    } else {
+        format!("{extra}\n[delivery]\nenabled = false\n")
+    };
     std::fs::write(
         &path,
         format!(
@@ -152,7 +158,8 @@ pub struct Env {
 }
 
 impl Env {
-    /// Starts it with `extra` TOML after the basics.
+    /// Starts it with `extra` TOML after the basics. Delivery is off (front-door tests count
+    /// what stays in the spool) unless `extra` has a `[delivery]` table.
     pub async fn start(extra: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let spool_dir = dir.path().join("spool");
@@ -163,6 +170,9 @@ impl Env {
         let mut cfg = Config::parse(&toml, "test.toml").unwrap();
         cfg.sip.listen = "127.0.0.1:0".parse().unwrap();
         cfg.smtp.listen = "127.0.0.1:0".parse().unwrap();
+        if !extra.contains("[delivery]") {
+            cfg.delivery.enabled = false;
+        }
         let running = app::start(cfg).await.unwrap();
         Env {
             _dir: dir,
