@@ -93,6 +93,14 @@ impl Serve {
     }
 }
 
+impl Serve {
+    /// SIGKILL: the server dies at once, wherever it is.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();
