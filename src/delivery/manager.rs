@@ -52,6 +52,8 @@ use crate::spool::{
 };
 
 const HINT_QUEUE: usize = 65_536;
+/// Threads that read envelopes at start-up.
+const SCAN_THREADS: usize = 16;
 
 /// A new message, as the spool's publish hook reports it.
 #[derive(Debug, Clone)]
@@ -59,6 +61,8 @@ pub struct Hint {
     id: QueueId,
     due: u64,
     keys: Vec<String>,
+    /// The encoded message, when delivery holds it in memory (spool::claims).
+    bytes: Option<Vec<u8>>,
 }
 
 /// The receiving end of the publish hints.
@@ -70,21 +74,54 @@ pub struct Hints {
 }
 
 /// Installs the spool's publish hook and returns the hints it sends.
-pub fn hints(spool: &Spool, domains: Vec<String>) -> Hints {
+pub fn hints(spool: &Arc<Spool>, domains: Vec<String>) -> Hints {
     let (tx, rx) = mpsc::channel(HINT_QUEUE);
     let overflow = Arc::new(AtomicBool::new(false));
     let notify = Arc::new(Notify::new());
     let (o, n) = (Arc::clone(&overflow), Arc::clone(&notify));
+    let publish_tx = tx.clone();
+    let publish_domains = domains.clone();
     spool.set_publish_hook(Box::new(move |id, bytes| {
         let Ok(env) = QueueFile::peek_envelope(bytes) else {
             return;
         };
-        let (due, keys) = schedule_facts(&env, &domains);
+        let (due, keys) = schedule_facts(&env, &publish_domains);
         if let Some(due) = due
-            && tx.try_send(Hint { id, due, keys }).is_err()
+            && publish_tx
+                .try_send(Hint {
+                    id,
+                    due,
+                    keys,
+                    bytes: None,
+                })
+                .is_err()
         {
             o.store(true, Ordering::Relaxed);
             n.notify_one();
+        }
+    }));
+    // Journaled commits: hold messages that are due now and deliver them from memory, so
+    // that most never need a queue file (spool::claims).
+    let spool_claims = Arc::clone(spool);
+    spool.set_commit_hook(Box::new(move |id, bytes| {
+        let Ok(env) = QueueFile::peek_envelope(&bytes) else {
+            return;
+        };
+        let (due, keys) = schedule_facts(&env, &domains);
+        let Some(due) = due.filter(|d| *d <= now_unix()) else {
+            return;
+        };
+        if !spool_claims.claims().try_hold(id, bytes.len()) {
+            return;
+        }
+        let hint = Hint {
+            id,
+            due,
+            keys,
+            bytes: Some(bytes),
+        };
+        if tx.try_send(hint).is_err() {
+            spool_claims.claims().release(id);
         }
     }));
     Hints {
@@ -148,10 +185,9 @@ fn scan(spool: &Spool, domains: &[String]) -> Vec<(QueueId, u64, Vec<String>)> {
             Err(e) => error!("queue manager: cannot list {q}: {e}"),
         }
     }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8);
+    // Reading envelopes is I/O-bound when the cache is cold (after a reboot): many readers
+    // keep the disk's queue full. Measured in docs/benchmarks.md.
+    let threads = if ids.len() < 1000 { 1 } else { SCAN_THREADS };
     let chunk = ids.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
         let handles: Vec<_> = ids
@@ -211,6 +247,8 @@ pub async fn run(
     let rescan_every = ctx.cfg.delivery.rescan_interval.0;
     let mut next_rescan = tokio::time::Instant::now() + rescan_every;
     let mut jobs: JoinSet<(QueueId, Finished)> = JoinSet::new();
+    // Messages held in memory (spool::claims) until their job takes them.
+    let mut mem: std::collections::HashMap<QueueId, Vec<u8>> = std::collections::HashMap::new();
     let mut running: std::collections::HashMap<tokio::task::Id, QueueId> =
         std::collections::HashMap::new();
     loop {
@@ -219,7 +257,7 @@ pub async fn run(
             let Some(ready) = sched.next_ready(now) else {
                 break;
             };
-            let h = jobs.spawn(deliver(Arc::clone(&ctx), ready));
+            let h = jobs.spawn(deliver(Arc::clone(&ctx), ready, mem.remove(&ready.id)));
             running.insert(h.id(), ready.id);
         }
         let wake = match sched.next_due() {
@@ -231,10 +269,14 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(h) = hints.rx.recv() => {
-                sched.upsert(h.id, h.due, h.keys);
+                let mut next = Some(h);
                 // Take what else is waiting without a pass through the loop for each.
-                while let Ok(h) = hints.rx.try_recv() {
+                while let Some(h) = next {
+                    if let Some(b) = h.bytes {
+                        mem.insert(h.id, b);
+                    }
                     sched.upsert(h.id, h.due, h.keys);
+                    next = hints.rx.try_recv().ok();
                 }
             }
             r = reachable.recv() => match r {
@@ -282,7 +324,7 @@ pub async fn run(
             let found = tokio::task::spawn_blocking(move || scan(&spool, &d))
                 .await
                 .unwrap_or_default();
-            let mut seen = std::collections::HashSet::with_capacity(found.len());
+            let mut seen: std::collections::HashSet<QueueId> = mem.keys().copied().collect();
             for (id, due, keys) in found {
                 seen.insert(id);
                 sched.upsert(id, due, keys);
@@ -345,34 +387,49 @@ fn claim(spool: &Spool, id: QueueId) -> Result<Option<QueueFile>, SpoolError> {
     }
 }
 
-/// The Postfix-style delay: seconds since arrival, two decimals.
-fn delay(arrival: u64) -> String {
+/// The Postfix-style delay: seconds since the message was accepted (its queue ID holds the
+/// microsecond it was created, just before the commit), three decimals.
+fn delay(id: QueueId) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-        .as_secs_f64();
-    format!("{:.2}", (now - arrival as f64).max(0.0))
+        .as_micros() as u64;
+    format!("{:.3}", now.saturating_sub(id.micros()) as f64 / 1e6)
 }
 
-/// One delivery job: claim, attempt every due recipient, notify, update the queue.
-async fn deliver(ctx: Arc<Ctx>, ready: Ready) -> (QueueId, Finished) {
+/// One delivery job: claim (or take from memory), attempt every due recipient, notify,
+/// update the queue.
+async fn deliver(ctx: Arc<Ctx>, ready: Ready, held: Option<Vec<u8>>) -> (QueueId, Finished) {
     let id = ready.id;
-    let spool = Arc::clone(&ctx.spool);
-    let file = match tokio::task::spawn_blocking(move || claim(&spool, id)).await {
-        Ok(Ok(Some(f))) => f,
-        Ok(Ok(None)) => return (id, Finished::default()),
-        Ok(Err(e)) => {
-            error!("{id}: cannot claim: {e}");
-            return (id, Finished::default());
+    let from_memory = held.and_then(|b| match QueueFile::decode(&b) {
+        Ok(f) if f.id() == id => Some(f),
+        Ok(_) | Err(_) => {
+            error!("{id}: held copy does not decode; delivering from the queue file");
+            None
         }
-        Err(e) => {
-            error!("{id}: claim failed: {e}");
-            return (id, Finished::default());
+    });
+    let (file, source) = match from_memory {
+        Some(f) => (f, Source::Memory),
+        None => {
+            let spool = Arc::clone(&ctx.spool);
+            match tokio::task::spawn_blocking(move || claim(&spool, id)).await {
+                Ok(Ok(Some(f))) => (f, Source::Active),
+                Ok(Ok(None)) => return (id, Finished::default()),
+                Ok(Err(e)) => {
+                    error!("{id}: cannot claim: {e}");
+                    return (id, Finished::default());
+                }
+                Err(e) => {
+                    error!("{id}: claim failed: {e}");
+                    return (id, Finished::default());
+                }
+            }
         }
     };
     let mut job = Job {
         ctx: &ctx,
         file,
+        source,
         content: None,
         outbound: None,
     };
@@ -380,9 +437,19 @@ async fn deliver(ctx: Arc<Ctx>, ready: Ready) -> (QueueId, Finished) {
     (id, finished)
 }
 
+/// Where a job's message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Claimed into `active/`.
+    Active,
+    /// Held in memory; the journal has it, the materializer may write it into `active/`.
+    Memory,
+}
+
 struct Job<'a> {
     ctx: &'a Ctx,
     file: QueueFile,
+    source: Source,
     content: Option<SmsContent>,
     outbound: Option<Vec<u8>>,
 }
@@ -484,7 +551,7 @@ impl Job<'_> {
             info!(
                 queue_id = %id,
                 "{id}: to=<{address}>, relay={relay}, delay={}, attempts={attempts}, status={status} ({reason})",
-                delay(env.arrival)
+                delay(env.id.0)
             );
         }
         let mut notices: Vec<QueueFile> = Vec::new();
@@ -532,13 +599,24 @@ impl Job<'_> {
         let (due, keys) = schedule_facts(&self.file.envelope, &domains);
         let spool = Arc::clone(&self.ctx.spool);
         let file = self.file.clone();
+        let source = self.source;
         let res = tokio::task::spawn_blocking(move || {
-            if file.pending().next().is_none() {
-                spool.remove_delivered(Queue::Active, id)
-            } else {
-                spool
+            let done = file.pending().next().is_none();
+            match (source, done) {
+                (Source::Active, true) => spool.remove_delivered(Queue::Active, id),
+                (Source::Active, false) => spool
                     .rewrite(Queue::Active, &file)
-                    .and_then(|()| spool.move_to(id, Queue::Active, Queue::Deferred))
+                    .and_then(|()| spool.move_to(id, Queue::Active, Queue::Deferred)),
+                (Source::Memory, done) => {
+                    if !done {
+                        spool.write_new(Queue::Deferred, &file)?;
+                    }
+                    // The result is durable: the materializer may forget the message.
+                    if spool.claims().finish(id) {
+                        spool.remove_delivered(Queue::Active, id)?;
+                    }
+                    Ok(())
+                }
             }
         })
         .await;

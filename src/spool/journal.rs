@@ -41,6 +41,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
+use super::claims::Write;
 use super::{Queue, QueueFile, QueueId, Spool, SpoolError, layout, log_queued, sync_dir};
 
 const REC_MAGIC: &[u8; 4] = b"SMJ1";
@@ -210,9 +211,10 @@ fn start_at(spool: Arc<Spool>, seq: u64, opts: Options) -> Result<Journal, Spool
     let committer = {
         let stats = Arc::clone(&stats);
         let seg_dir = dir.clone();
+        let spool = Arc::clone(&spool);
         std::thread::Builder::new()
             .name("spool-commit".into())
-            .spawn(move || run_committer(rx, seg, seg_dir, opts, mat_tx, &stats))
+            .spawn(move || run_committer(&spool, rx, seg, seg_dir, opts, mat_tx, &stats))
             .map_err(SpoolError::io("spawn committer for", &dir))?
     };
     let materializer = {
@@ -335,6 +337,7 @@ fn parse_one(buf: &[u8], pos: usize) -> Option<(QueueId, &[u8], usize)> {
 }
 
 fn run_committer(
+    spool: &Spool,
     mut rx: mpsc::Receiver<Msg>,
     mut seg: Segment,
     dir: PathBuf,
@@ -388,6 +391,9 @@ fn run_committer(
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 for r in batch.drain(..) {
                     let _ = r.reply.send(Ok(()));
+                    // Delivery may take it from memory now (claims.rs); before the
+                    // materializer hears of this range.
+                    spool.committed(r.id, r.bytes);
                 }
                 if mat_tx
                     .send(MatMsg::Durable {
@@ -590,17 +596,57 @@ fn retry_until_done(stop: &AtomicBool, what: &str, mut f: impl FnMut() -> Result
 /// A record whose message is already in a queue is skipped: replay after a crash, or a retry
 /// after a partial failure. Returns how many were written.
 fn materialize(spool: &Spool, records: &[(QueueId, &[u8])]) -> Result<usize, SpoolError> {
-    let mut written = Vec::new();
+    // Write every file of the batch, then sync them all, then publish: one journal commit of
+    // the file system carries most of the batch (docs/decisions/0002).
+    let mut staged = Vec::with_capacity(records.len());
+    type Staged<'a> = (QueueId, &'a [u8], PathBuf, File, Queue);
+    let cleanup = |staged: &[Staged<'_>]| {
+        for (_, _, p, _, _) in staged {
+            let _ = fs::remove_file(p);
+        }
+    };
     for (id, payload) in records {
+        let dest = match spool.claims().before_write(*id) {
+            Write::Normal => Queue::Incoming,
+            Write::ToActive => Queue::Active,
+            Write::Skip => continue,
+        };
         // A leftover of an earlier failed try would make the exclusive create fail.
         let _ = fs::remove_file(spool.path(Queue::Tmp, *id));
-        let tmp = spool.write_tmp(*id, payload, true)?;
-        match spool.publish(&tmp, *id, Queue::Incoming) {
+        match spool.write_tmp_file(*id, payload) {
+            Ok((path, f)) => staged.push((*id, *payload, path, f, dest)),
+            Err(e) => {
+                cleanup(&staged);
+                return Err(e);
+            }
+        }
+    }
+    for (_, _, path, f, _) in &staged {
+        if let Err(e) = f.sync_all() {
+            let err = SpoolError::io("fsync", path)(e);
+            cleanup(&staged);
+            return Err(err);
+        }
+    }
+    let mut written = Vec::new();
+    let mut to_active = false;
+    for (id, payload, tmp, _, dest) in &staged {
+        match spool.publish(tmp, *id, *dest) {
+            Ok(()) if *dest == Queue::Active => {
+                to_active = true;
+                if spool.claims().after_write(*id) {
+                    // Delivery finished while this was written: its result is durable.
+                    let _ = fs::remove_file(spool.path(Queue::Active, *id));
+                }
+            }
             Ok(()) => written.push((*id, *payload)),
             // publish checks every queue once and removes the tmp file.
             Err(SpoolError::Exists(_)) => {}
             Err(e) => return Err(e),
         }
+    }
+    if to_active {
+        spool.sync_dir(Queue::Active)?;
     }
     if !written.is_empty() {
         spool.sync_dir(Queue::Incoming)?;

@@ -29,6 +29,7 @@
 //! server sees either the old or the new place of a message.
 
 pub mod admin;
+pub mod claims;
 pub mod inject;
 pub mod journal;
 pub mod layout;
@@ -142,12 +143,23 @@ pub fn now_unix() -> u64 {
 /// "new mail" hint); it must not block.
 pub type PublishHook = Box<dyn Fn(QueueId, &[u8]) + Send + Sync>;
 
+/// Called by the journal with every message just flushed (its encoded bytes), after the
+/// acknowledgement, before the materializer sees it; it must not block.
+pub type CommitHook = Box<dyn Fn(QueueId, Vec<u8>) + Send + Sync>;
+
+/// Most messages delivery may hold in memory at once ([`claims`]).
+const CLAIM_COUNT: usize = 8192;
+/// Most bytes delivery may hold in memory at once.
+const CLAIM_BYTES: usize = 64 << 20;
+
 /// The spool: a root directory with one directory per queue.
 pub struct Spool {
     root: PathBuf,
     ids: queue_id::IdGenerator,
     max_message_size: u64,
     hook: std::sync::OnceLock<PublishHook>,
+    commit_hook: std::sync::OnceLock<CommitHook>,
+    claims: claims::Claims,
 }
 
 impl std::fmt::Debug for Spool {
@@ -183,6 +195,8 @@ impl Spool {
             ids: queue_id::IdGenerator::new(),
             max_message_size,
             hook: std::sync::OnceLock::new(),
+            commit_hook: std::sync::OnceLock::new(),
+            claims: claims::Claims::new(CLAIM_COUNT, CLAIM_BYTES),
         })
     }
 
@@ -190,6 +204,55 @@ impl Spool {
     /// are ignored).
     pub fn set_publish_hook(&self, hook: PublishHook) {
         let _ = self.hook.set(hook);
+    }
+
+    /// Sets the hook told about every journaled commit (once; later calls are ignored).
+    pub fn set_commit_hook(&self, hook: CommitHook) {
+        let _ = self.commit_hook.set(hook);
+    }
+
+    /// Tells the commit hook that `id` (encoded as `bytes`) is durable in the journal.
+    pub(crate) fn committed(&self, id: QueueId, bytes: Vec<u8>) {
+        if let Some(h) = self.commit_hook.get() {
+            h(id, bytes);
+        }
+    }
+
+    /// Messages that delivery holds in memory ([`claims`]).
+    pub fn claims(&self) -> &claims::Claims {
+        &self.claims
+    }
+
+    /// Writes a complete file for `id` straight into `queue` (tmp, fsync, rename, directory
+    /// fsync), replacing nothing: for a message delivery held in memory and now defers.
+    ///
+    /// # Errors
+    /// [`SpoolError`]; nothing is left in `queue` on error.
+    pub fn write_new(&self, queue: Queue, file: &QueueFile) -> Result<(), SpoolError> {
+        let bytes = file.encode()?;
+        let id = file.id();
+        let tmp = self
+            .root
+            .join(Queue::Tmp.dir_name())
+            .join(format!("{id}.{}.new", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(SpoolError::io("create", &tmp))?;
+        let dest = self.path(queue, id);
+        let res = f
+            .write_all(&bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(SpoolError::io("write", &tmp))
+            .and_then(|()| fs::rename(&tmp, &dest).map_err(SpoolError::io("rename", &dest)));
+        if let Err(e) = res {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        self.sync_dir(queue)
     }
 
     /// Tells the hook that `id` (encoded as `bytes`) is now in `incoming/`.
@@ -266,6 +329,22 @@ impl Spool {
         bytes: &[u8],
         sync: bool,
     ) -> Result<PathBuf, SpoolError> {
+        let (path, f) = self.write_tmp_file(id, bytes)?;
+        if sync && let Err(e) = f.sync_all() {
+            let _ = fs::remove_file(&path);
+            return Err(SpoolError::io("fsync", &path)(e));
+        }
+        Ok(path)
+    }
+
+    /// Writes `bytes` to a new file in `tmp/` (mode 0600) without syncing it; returns the path
+    /// and the open file, so that a batch can be written first and synced after (on ext4 the
+    /// first fsync's journal commit carries the others' data, so they cost little).
+    pub(crate) fn write_tmp_file(
+        &self,
+        id: QueueId,
+        bytes: &[u8],
+    ) -> Result<(PathBuf, File), SpoolError> {
         let path = self.path(Queue::Tmp, id);
         let mut f = OpenOptions::new()
             .write(true)
@@ -273,21 +352,11 @@ impl Spool {
             .mode(0o600)
             .open(&path)
             .map_err(SpoolError::io("create", &path))?;
-        let res = f
-            .write_all(bytes)
-            .map_err(SpoolError::io("write", &path))
-            .and_then(|()| {
-                if sync {
-                    f.sync_all().map_err(SpoolError::io("fsync", &path))
-                } else {
-                    Ok(())
-                }
-            });
-        if let Err(e) = res {
+        if let Err(e) = f.write_all(bytes) {
             let _ = fs::remove_file(&path);
-            return Err(e);
+            return Err(SpoolError::io("write", &path)(e));
         }
-        Ok(path)
+        Ok((path, f))
     }
 
     /// Renames a synced tmp file into `queue` without replacing an existing message.

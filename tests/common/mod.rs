@@ -26,6 +26,8 @@ pub struct Serve {
     pub smtp: SocketAddr,
     /// Submission, when configured.
     pub submission: Option<SocketAddr>,
+    /// The log lines about delivery (`status=`) and the queue manager, as they come.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 fn addr_after(line: &str, key: &str) -> Option<String> {
@@ -61,8 +63,17 @@ impl Serve {
                 break line;
             }
         };
-        std::thread::spawn(move || while rx.recv().is_ok() {});
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            while let Ok(l) = rx.recv() {
+                if l.contains("status=") || l.contains("queue manager") {
+                    keep.lock().unwrap().push(l);
+                }
+            }
+        });
         Serve {
+            log,
             child,
             sip: addr_after(&line, "sip udp ").unwrap().parse().unwrap(),
             smtp: addr_after(&line, "smtp ").unwrap().parse().unwrap(),
@@ -94,6 +105,11 @@ impl Serve {
 }
 
 impl Serve {
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: the server dies at once, wherever it is.
     pub fn kill(mut self) {
         let _ = self.child.kill();
