@@ -419,7 +419,7 @@ fn main() {
     let only = std::env::var("DELIVERY_BENCH").unwrap_or_default();
     let run = |p: &str| only.is_empty() || only == p;
     let a = if run("a") { smtp_in_sip_out(&rt) } else { String::new() };
-    let b = if run("b") { sip_in_smtp_out(3000) } else { String::new() };
+    let b = if run("b") { sip_in_smtp_out(5000) } else { String::new() };
     let c = if run("c") { big_queue() } else { Vec::new() };
     println!("| path | delivered msg/s | p50 accept->deliver (s) | p99 (s) | ratio to the 1,000/s target | notes |");
     println!("|---|---:|---:|---:|---:|---|");
