@@ -87,14 +87,7 @@ fn sent(serve: &common::Serve) -> (usize, Vec<f64>) {
     let delays: Vec<f64> = log
         .iter()
         .filter(|l| l.contains("status=sent"))
-        .filter_map(|l| {
-            l.split("delay=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()
-        })
+        .filter_map(|l| l.split("delay=").nth(1)?.split(',').next()?.parse().ok())
         .collect();
     (delays.len(), delays)
 }
@@ -142,9 +135,7 @@ async fn smtp_session(smtp: SocketAddr, ids: Vec<usize>) {
     let body = "x".repeat(60);
     for i in ids {
         let to = format!("1555{:07}@sms.test", i % HANDSETS);
-        let txn = format!(
-            "MAIL FROM:<sender@example.org>\r\nRCPT TO:<{to}>\r\nDATA\r\n"
-        );
+        let txn = format!("MAIL FROM:<sender@example.org>\r\nRCPT TO:<{to}>\r\nDATA\r\n");
         w.write_all(txn.as_bytes()).await.unwrap();
         for _ in 0..3 {
             read_reply(&mut r).await;
@@ -165,7 +156,10 @@ fn smtp_in_sip_out(rt: &tokio::runtime::Runtime) -> String {
     let cfg = common::config_logging(
         dir.path(),
         "warn,smsmta::app=info,smsmta::delivery=info",
-        &format!("{}[delivery]\nbts = \"127.0.0.1:{bts}\"\n", common::LOOPBACK),
+        &format!(
+            "{}[delivery]\nbts = \"127.0.0.1:{bts}\"\n",
+            common::LOOPBACK
+        ),
     );
     std::fs::create_dir_all(dir.path().join("spool")).unwrap();
     subscribers(dir.path(), HANDSETS);
@@ -277,7 +271,11 @@ fn sip_in_smtp_out(rate: u32) -> String {
     let got = N as f64 / total.as_secs_f64();
     format!(
         "| SIP in -> SMTP out (sipp UAC at {rate}/s, {N} texts, smtp-sink smarthost; sipp {}) | {got:.0} | {:.3} | {:.3} | {:.2}x | all accepted in {:.2}s, all delivered in {:.2}s |",
-        if st.success() { "ok" } else { "reported failures" },
+        if st.success() {
+            "ok"
+        } else {
+            "reported failures"
+        },
         pct(&delays, 0.5),
         pct(&delays, 0.99),
         got / 1000.0,
@@ -291,6 +289,97 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// The reference in the same run: Postfix relaying the same load end to end (smtp-source ->
+/// Postfix with its durable queue -> smtp-sink), counted and timed from Postfix's own log.
+fn postfix_relay_reference() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let sink_port = free_port();
+    let mut sink = Command::new("smtp-sink");
+    if is_root() {
+        sink.args(["-u", "nobody"]);
+    }
+    let mut sink = sink
+        .args([&format!("127.0.0.1:{sink_port}"), "1000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("smtp-sink (Debian package postfix) is needed");
+    let pf_dir = dir.path().join("postfix");
+    let pf_port = free_port();
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/postfix/start-instance.sh");
+    let st = Command::new("bash")
+        .arg(script)
+        .arg(&pf_dir)
+        .arg(pf_port.to_string())
+        .arg("relay")
+        .arg(sink_port.to_string())
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "cannot start Postfix (needs root and the postfix package)"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let t = Instant::now();
+    let st = Command::new("smtp-source")
+        .args([
+            "-s",
+            "10",
+            "-d",
+            "-m",
+            &N.to_string(),
+            "-l",
+            "400",
+            "-f",
+            "sender@example.org",
+            "-t",
+            "15551234567@sms.test",
+            &format!("127.0.0.1:{pf_port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let accepted = t.elapsed();
+    let log = pf_dir.join("maillog");
+    let delays = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let d: Vec<f64> = text
+            .lines()
+            .filter(|l| l.contains("status=sent") && l.contains("relay=127.0.0.1"))
+            .filter_map(|l| l.split("delay=").nth(1)?.split(',').next()?.parse().ok())
+            .collect();
+        if d.len() >= N {
+            break d;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "Postfix delivered {} of {N}",
+            d.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let total = t.elapsed();
+    let _ = Command::new("postfix")
+        .arg("-c")
+        .arg(&pf_dir)
+        .arg("stop")
+        .status();
+    let _ = sink.kill();
+    let _ = sink.wait();
+    let rate = N as f64 / total.as_secs_f64();
+    format!(
+        "{rate:.0}||| reference: Postfix relay (smtp-source -s 10 -d, {N} x 400 B -> Postfix durable queue -> smtp-sink) | {rate:.0} | {:.3} | {:.3} | {:.2}x | all accepted in {:.2}s, all delivered in {:.2}s |",
+        pct(&delays, 0.5),
+        pct(&delays, 0.99),
+        rate / 1000.0,
+        accepted.as_secs_f64(),
+        total.as_secs_f64()
+    )
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -332,13 +421,12 @@ fn big_queue() -> Vec<String> {
         f.envelope.recipients[0].next_attempt = later;
         f.envelope.recipients[0].attempts = 1;
         // Setup only: written without fsync (the server is not running yet).
-        std::fs::write(
-            spool.path(Queue::Deferred, f.id()),
-            f.encode().unwrap(),
-        )
-        .unwrap();
+        std::fs::write(spool.path(Queue::Deferred, f.id()), f.encode().unwrap()).unwrap();
     }
-    eprintln!("wrote {QUEUED} deferred messages in {:.1}s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "wrote {QUEUED} deferred messages in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
     // Drop the page cache's advantage as far as an unprivileged run can: none; as root, drop it.
     let _ = Command::new("sh")
         .args(["-c", "sync; echo 3 > /proc/sys/vm/drop_caches"])
@@ -389,7 +477,11 @@ fn big_queue() -> Vec<String> {
         ),
         format!(
             "| start-up: whole schedule built (`{}`) | {:.3} s | under 3 s | {:.2}x of the budget |",
-            scheduled.split("queue manager: ").nth(1).unwrap_or("").trim(),
+            scheduled
+                .split("queue manager: ")
+                .nth(1)
+                .unwrap_or("")
+                .trim(),
             all_scheduled.as_secs_f64(),
             all_scheduled.as_secs_f64() / 3.0
         ),
@@ -418,13 +510,45 @@ fn main() {
     // DELIVERY_BENCH=a|b|c runs one part only (for profiling).
     let only = std::env::var("DELIVERY_BENCH").unwrap_or_default();
     let run = |p: &str| only.is_empty() || only == p;
-    let a = if run("a") { smtp_in_sip_out(&rt) } else { String::new() };
-    let b = if run("b") { sip_in_smtp_out(5000) } else { String::new() };
+    let a = if run("a") {
+        smtp_in_sip_out(&rt)
+    } else {
+        String::new()
+    };
+    let b = if run("b") {
+        sip_in_smtp_out(5000)
+    } else {
+        String::new()
+    };
     let c = if run("c") { big_queue() } else { Vec::new() };
-    println!("| path | delivered msg/s | p50 accept->deliver (s) | p99 (s) | ratio to the 1,000/s target | notes |");
+    let r = if run("r") {
+        postfix_relay_reference()
+    } else {
+        String::new()
+    };
+    let (pf_rate, r) = r.split_once("||").unwrap_or(("", ""));
+    let pf_rate: f64 = pf_rate.parse().unwrap_or(0.0);
+    println!(
+        "| path | delivered msg/s | p50 accept->deliver (s) | p99 (s) | ratio to the 1,000/s target | notes |"
+    );
     println!("|---|---:|---:|---:|---:|---|");
     println!("{a}");
     println!("{b}");
+    println!("{r}");
+    let rate_of = |row: &str| -> f64 {
+        row.split('|')
+            .nth(2)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    if pf_rate > 0.0 {
+        println!();
+        println!(
+            "ratio to Postfix's end-to-end relay in the same run: SMTP in -> SIP out {:.2}x, SIP in -> SMTP out {:.2}x",
+            rate_of(&a) / pf_rate,
+            rate_of(&b) / pf_rate
+        );
+    }
     println!();
     println!("| measurement | value | target | ratio |");
     println!("|---|---:|---:|---:|");

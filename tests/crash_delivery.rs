@@ -34,7 +34,6 @@ async fn send_until_killed(smtp: SocketAddr, next: usize, stop_after: Duration) 
     let start = Instant::now();
     macro_rules! reply {
         () => {{
-            let mut code = String::new();
             loop {
                 line.clear();
                 match r.read_line(&mut line).await {
@@ -42,11 +41,9 @@ async fn send_until_killed(smtp: SocketAddr, next: usize, stop_after: Duration) 
                     Ok(_) => {}
                 }
                 if line.len() < 4 || line.as_bytes()[3] == b' ' {
-                    code = line[..3.min(line.len())].to_string();
-                    break;
+                    break line[..3.min(line.len())].to_string();
                 }
             }
-            code
         }};
     }
     reply!();
@@ -58,9 +55,7 @@ async fn send_until_killed(smtp: SocketAddr, next: usize, stop_after: Duration) 
         if start.elapsed() > stop_after {
             break;
         }
-        let txn = format!(
-            "MAIL FROM:<{B}@sms.test>\r\nRCPT TO:<{B}@sms.test>\r\nDATA\r\n"
-        );
+        let txn = format!("MAIL FROM:<{B}@sms.test>\r\nRCPT TO:<{B}@sms.test>\r\nDATA\r\n");
         if w.write_all(txn.as_bytes()).await.is_err() {
             return acked;
         }
@@ -100,7 +95,9 @@ async fn every_acknowledged_message_is_delivered_across_ten_sigkills() {
         let smtp = serve.smtp;
         let sender = tokio::spawn(send_until_killed(smtp, next, Duration::from_secs(30)));
         tokio::time::sleep(window).await;
-        tokio::task::spawn_blocking(move || serve.kill()).await.unwrap();
+        tokio::task::spawn_blocking(move || serve.kill())
+            .await
+            .unwrap();
         let got = sender.await.unwrap();
         next = got.last().map_or(next, |l| l + 1).max(next);
         acked.extend(got);
@@ -112,8 +109,7 @@ async fn every_acknowledged_message_is_delivered_across_ten_sigkills() {
     let mut seen: HashMap<usize, usize> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     while acked.iter().any(|i| !seen.contains_key(i)) && Instant::now() < deadline {
-        let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(5), peer.rx.recv()).await
-        else {
+        let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(5), peer.rx.recv()).await else {
             continue;
         };
         let text = r.deliver.unwrap().user_data.body.text();
@@ -127,7 +123,11 @@ async fn every_acknowledged_message_is_delivered_across_ten_sigkills() {
         *seen.entry(n).or_default() += 1;
     }
     drop(serve);
-    let lost: Vec<usize> = acked.iter().copied().filter(|i| !seen.contains_key(i)).collect();
+    let lost: Vec<usize> = acked
+        .iter()
+        .copied()
+        .filter(|i| !seen.contains_key(i))
+        .collect();
     let duplicates: usize = seen.values().map(|c| c - 1).sum();
     println!(
         "crash_delivery: {} acknowledged, {} delivered, {} lost, {duplicates} duplicate deliveries, {KILLS} SIGKILLs, {:.1}s",
@@ -136,6 +136,13 @@ async fn every_acknowledged_message_is_delivered_across_ten_sigkills() {
         lost.len(),
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(acked.len(), TOTAL, "every message was acknowledged in the end");
-    assert!(lost.is_empty(), "acknowledged but never delivered: {lost:?}");
+    assert_eq!(
+        acked.len(),
+        TOTAL,
+        "every message was acknowledged in the end"
+    );
+    assert!(
+        lost.is_empty(),
+        "acknowledged but never delivered: {lost:?}"
+    );
 }

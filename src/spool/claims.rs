@@ -40,10 +40,13 @@ pub enum Write {
     Skip,
 }
 
+/// Each held message's state and size, and the total size held.
+type Table = (HashMap<QueueId, (Claim, usize)>, usize);
+
 /// The claims table.
 #[derive(Debug)]
 pub struct Claims {
-    inner: Mutex<(HashMap<QueueId, (Claim, usize)>, usize)>,
+    inner: Mutex<Table>,
     max_count: usize,
     max_bytes: usize,
 }
@@ -58,7 +61,7 @@ impl Claims {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<QueueId, (Claim, usize)>, usize)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         match self.inner.lock() {
             Ok(g) => g,
             Err(e) => e.into_inner(),
@@ -87,7 +90,7 @@ impl Claims {
         }
     }
 
-    fn remove(g: &mut (HashMap<QueueId, (Claim, usize)>, usize), id: QueueId) {
+    fn remove(g: &mut Table, id: QueueId) {
         if let Some((_, size)) = g.0.remove(&id) {
             g.1 -= size;
         }
