@@ -2,8 +2,13 @@
 //! against `smsmta serve` and, in the same run, against a loopback Postfix with its normal
 //! durable queue (every message fsynced by cleanup before 250, then discarded by discard(8)).
 //!
+//! smsmta runs twice: intake only (`[delivery] enabled = false`: every message gets a queue
+//! file and stays queued), and as deployed, delivering to a sipp UAS that plays the BTS and
+//! answers 200 (messages delivered from memory right after their journal flush need no queue
+//! file, docs/decisions/0003), which is what Postfix does too (queue, then hand to discard(8)).
+//!
 //! Run: `cargo bench --bench smtp_rate` as root (Postfix's master drops privileges), with the
-//! Debian packages postfix (smtp-source) installed. Three rounds each, alternating; reported:
+//! Debian packages postfix (smtp-source) and sip-tester (sipp) installed. Three rounds each, alternating; reported:
 //! accepted messages a second (min / median / max) and the ratio of the medians. Each side is
 //! run with a new connection per message (smtp-source's default) and with persistent sessions
 //! (`-d`).
@@ -67,10 +72,42 @@ fn main() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    // smsmta with its defaults (journal on), logging at warn.
+    // smsmta with its defaults (journal on), logging at warn, delivery off: intake only.
     let config = common::config_logging(dir.path(), "warn,smsmta::app=info", common::LOOPBACK);
     let server = common::Serve::start(&config);
     let smsmta = server.smtp;
+
+    // smsmta as deployed: delivering to a sipp UAS (the BTS) that answers 200.
+    let dir_d = tempfile::tempdir().unwrap();
+    let bts = free_port();
+    let mut uas = Command::new("sipp")
+        .args([
+            "-sf",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/interop/sipp/uas-message.xml")
+                .to_str()
+                .unwrap(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &bts.to_string(),
+            "-nostdin",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp (Debian package sip-tester) is needed");
+    let config_d = common::config_logging(
+        dir_d.path(),
+        "warn,smsmta::app=info",
+        &format!(
+            "{}[delivery]\nbts = \"127.0.0.1:{bts}\"\n",
+            common::LOOPBACK
+        ),
+    );
+    common::add_subscriber(&config_d, "15551234567", "001010000000002");
+    let server_d = common::Serve::start(&config_d);
+    let smsmta_d = server_d.smtp;
 
     let pf_dir = dir.path().join("postfix");
     let pf_port = free_port();
@@ -92,19 +129,21 @@ fn main() {
 
     let mut rows = Vec::new();
     for persistent in [false, true] {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (mut a, mut d, mut b) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..3 {
             a.push(smtp_source(smsmta, persistent));
+            d.push(smtp_source(smsmta_d, persistent));
             b.push(smtp_source(postfix, persistent));
             eprintln!(
-                "round {} ({}): smsmta {:.0}/s, postfix {:.0}/s",
+                "round {} ({}): smsmta intake only {:.0}/s, smsmta delivering {:.0}/s, postfix {:.0}/s",
                 round + 1,
                 if persistent { "-d" } else { "conn/msg" },
                 a[round],
+                d[round],
                 b[round]
             );
         }
-        rows.push((persistent, a, b));
+        rows.push((persistent, a, d, b));
     }
     let _ = Command::new("postfix")
         .arg("-c")
@@ -112,29 +151,46 @@ fn main() {
         .arg("stop")
         .status();
     let _ = server.stop();
+    let _ = server_d.stop();
+    let _ = uas.kill();
+    let _ = uas.wait();
+    let spool_d = smsmta::spool::Spool::open(dir_d.path().join("spool"), 1 << 24).unwrap();
+    let left: usize = [
+        smsmta::spool::Queue::Incoming,
+        smsmta::spool::Queue::Active,
+        smsmta::spool::Queue::Deferred,
+    ]
+    .iter()
+    .map(|q| spool_d.list(*q).unwrap().len())
+    .sum();
+    println!(
+        "messages left in the delivering smsmta's spool afterwards: {left} (expected 0: all delivered)"
+    );
     let spool = smsmta::spool::Spool::open(dir.path().join("spool"), 1 << 24).unwrap();
     let queued = spool.list(smsmta::spool::Queue::Incoming).unwrap().len();
 
     println!(
-        "| smtp-source -s 10 -l 400 -m 10000 | smsmta (min/median/max msg/s) | Postfix durable queue (min/median/max msg/s) | ratio of medians |"
+        "| smtp-source -s 10 -l 400 -m 10000 | smsmta, intake only (min/median/max msg/s) | smsmta delivering to a sipp BTS (min/median/max) | Postfix durable queue (min/median/max msg/s) | ratio of medians: intake only | ratio: delivering |"
     );
-    println!("|---|---:|---:|---:|");
-    for (persistent, a, b) in &rows {
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (persistent, a, d, b) in &rows {
         let f = |v: &Vec<f64>| {
             let mut s = v.clone();
             s.sort_by(|x, y| x.total_cmp(y));
             format!("{:.0} / {:.0} / {:.0}", s[0], s[1], s[2])
         };
         println!(
-            "| {} | {} | {} | {:.1}x |",
+            "| {} | {} | {} | {} | {:.1}x | {:.1}x |",
             if *persistent {
                 "persistent sessions (-d)"
             } else {
                 "new connection per message"
             },
             f(a),
+            f(d),
             f(b),
-            median(a) / median(b)
+            median(a) / median(b),
+            median(d) / median(b)
         );
     }
     println!(

@@ -435,3 +435,38 @@ async fn unknown_number_is_refused_at_delivery_with_a_notice() {
     );
     e.stop().await;
 }
+
+#[tokio::test]
+async fn delay_warning_goes_once_to_the_email_sender_while_retries_go_on() {
+    let mut peer = SipPeer::start(Box::new(|_| 480)).await;
+    let mut sink = SmtpSink::start(|_| None).await;
+    let e = env(&peer, Some(&sink), "delay_warning = \"1s\"\n").await;
+    let rep = smtp_send(
+        e.running.as_ref().unwrap().smtp,
+        "alice@example.org",
+        &format!("{B}@sms.test"),
+        &format!("From: alice@example.org\nTo: {B}@sms.test\nSubject: later\n\nping\n"),
+    )
+    .await;
+    assert!(rep.starts_with("250"), "{rep}");
+    assert_eq!(peer.next(10).await.status, 480);
+    assert_eq!(peer.next(10).await.status, 480, "retried after the backoff");
+    let m = sink.next(10).await;
+    assert_eq!(m.from, "");
+    assert_eq!(m.rcpts, vec!["alice@example.org".to_string()]);
+    assert!(
+        m.data
+            .contains("Subject: Delayed Mail (still being retried)")
+    );
+    assert!(m.data.contains("Action: delayed"), "{}", m.data);
+    assert!(m.data.contains("480 Temporarily Unavailable"));
+    // The next retry does not warn again.
+    assert_eq!(peer.next(10).await.status, 480);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), sink.rx.recv())
+            .await
+            .is_err(),
+        "one warning only"
+    );
+    e.stop().await;
+}
