@@ -15,7 +15,7 @@
 //!
 //! Trust: none needed; the manager feeds it envelopes it has read.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use crate::spool::QueueId;
 
@@ -61,7 +61,7 @@ pub struct Schedule {
     entries: HashMap<QueueId, Entry>,
     by_key: HashMap<String, BTreeSet<QueueId>>,
     busy: HashSet<String>,
-    blocked: HashMap<String, Vec<QueueId>>,
+    blocked: HashMap<String, VecDeque<QueueId>>,
     key_backoff: HashMap<String, u64>,
     busy_jobs: usize,
 }
@@ -193,9 +193,15 @@ impl Schedule {
                     continue;
                 }
             }
-            if let Some(k) = e.keys.iter().find(|k| self.busy.contains(*k)) {
+            if let Some(k) = e.keys.iter().find(|k| self.busy.contains(*k)).cloned() {
                 e.state = State::Blocked;
-                self.blocked.entry(k.clone()).or_default().push(id);
+                let others: Vec<String> = e.keys.iter().filter(|x| **x != k).cloned().collect();
+                self.blocked.entry(k).or_default().push_back(id);
+                // This message may have been the one released for another of its handsets:
+                // give that handset's next waiter its turn.
+                for o in others {
+                    self.release(&o);
+                }
                 continue;
             }
             for k in &e.keys {
@@ -249,20 +255,27 @@ impl Schedule {
         }
     }
 
+    /// The handset is free: its first waiter (in arrival order) becomes due again. Only one:
+    /// releasing all of them would re-block all but one, at a cost that grows with the
+    /// queue for every delivery (quadratic for a handset with thousands waiting).
     fn release(&mut self, key: &str) {
         if self.busy.contains(key) {
             return;
         }
-        let Some(waiting) = self.blocked.remove(key) else {
+        let Some(waiting) = self.blocked.get_mut(key) else {
             return;
         };
-        for id in waiting {
+        while let Some(id) = waiting.pop_front() {
             if let Some(e) = self.entries.get_mut(&id)
                 && e.state == State::Blocked
             {
                 e.state = State::Waiting;
                 self.due.insert((e.due, id));
+                break;
             }
+        }
+        if waiting.is_empty() {
+            self.blocked.remove(key);
         }
     }
 
@@ -467,6 +480,22 @@ mod tests {
         assert_eq!(drain(&mut s, 0), vec![], "b is still busy");
         s.finish(id(3), Finished::default());
         assert_eq!(drain(&mut s, 0), vec![id(2)]);
+    }
+
+    #[test]
+    fn a_long_queue_for_one_handset_drains_in_order_and_linear_time() {
+        let mut s = Schedule::new();
+        let n = 20_000u64;
+        for i in 0..n {
+            s.upsert(id(i), 0, k("1555"));
+        }
+        for i in 0..n {
+            let r = s.next_ready(0).unwrap();
+            assert_eq!(r.id, id(i));
+            assert_eq!(s.next_ready(0), None);
+            s.finish(r.id, Finished::default());
+        }
+        assert!(s.is_empty());
     }
 
     #[test]
