@@ -197,18 +197,7 @@ fn smtp_in_sip_out(rt: &tokio::runtime::Runtime) -> String {
 
 fn sip_in_smtp_out(rate: u32) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let sink_port = free_port();
-    let mut sink = Command::new("smtp-sink");
-    // smtp-sink refuses to run as root without a user to switch to.
-    if std::env::var("USER").as_deref() == Ok("root") || is_root() {
-        sink.args(["-u", "nobody"]);
-    }
-    let mut sink = sink
-        .args([&format!("127.0.0.1:{sink_port}"), "1000"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("smtp-sink (Debian package postfix) is needed");
+    let (sink_port, mut sink) = smtp_sink();
     let cfg = common::config_logging(
         dir.path(),
         "warn,smsmta::app=info,smsmta::delivery=info",
@@ -284,6 +273,23 @@ fn sip_in_smtp_out(rate: u32) -> String {
     )
 }
 
+/// Postfix's smtp-sink on a free loopback port (it refuses to run as root without a user to
+/// switch to).
+fn smtp_sink() -> (u16, Child) {
+    let port = free_port();
+    let mut sink = Command::new("smtp-sink");
+    if is_root() {
+        sink.args(["-u", "nobody"]);
+    }
+    let child = sink
+        .args([&format!("127.0.0.1:{port}"), "1000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("smtp-sink (Debian package postfix) is needed");
+    (port, child)
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -295,17 +301,7 @@ fn is_root() -> bool {
 /// Postfix with its durable queue -> smtp-sink), counted and timed from Postfix's own log.
 fn postfix_relay_reference() -> String {
     let dir = tempfile::tempdir().unwrap();
-    let sink_port = free_port();
-    let mut sink = Command::new("smtp-sink");
-    if is_root() {
-        sink.args(["-u", "nobody"]);
-    }
-    let mut sink = sink
-        .args([&format!("127.0.0.1:{sink_port}"), "1000"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("smtp-sink (Debian package postfix) is needed");
+    let (sink_port, mut sink) = smtp_sink();
     let pf_dir = dir.path().join("postfix");
     let pf_port = free_port();
     let script =

@@ -229,12 +229,19 @@ impl Spool {
     /// # Errors
     /// [`SpoolError`]; nothing is left in `queue` on error.
     pub fn write_new(&self, queue: Queue, file: &QueueFile) -> Result<(), SpoolError> {
+        self.replace_file(queue, file, "new")
+    }
+
+    /// Writes `file` to `tmp/ID.<pid>.<suffix>` (a distinct name: `tmp/ID` may be in use by a
+    /// concurrent first commit), fsyncs it, renames it to its place in `queue` (over an old
+    /// copy, if any) and fsyncs the directory.
+    fn replace_file(&self, queue: Queue, file: &QueueFile, suffix: &str) -> Result<(), SpoolError> {
         let bytes = file.encode()?;
         let id = file.id();
         let tmp = self
             .root
             .join(Queue::Tmp.dir_name())
-            .join(format!("{id}.{}.new", std::process::id()));
+            .join(format!("{id}.{}.{suffix}", std::process::id()));
         let _ = fs::remove_file(&tmp);
         let mut f = OpenOptions::new()
             .write(true)
@@ -453,34 +460,10 @@ impl Spool {
     /// # Errors
     /// [`SpoolError`]; the old file is untouched on error.
     pub fn rewrite(&self, queue: Queue, file: &QueueFile) -> Result<(), SpoolError> {
-        let id = file.id();
-        let dest = self.path(queue, id);
-        if fs::symlink_metadata(&dest).is_err() {
-            return Err(SpoolError::NotFound(id));
+        if fs::symlink_metadata(self.path(queue, file.id())).is_err() {
+            return Err(SpoolError::NotFound(file.id()));
         }
-        let bytes = file.encode()?;
-        // A distinct tmp name: tmp/ID may be in use by a concurrent first commit elsewhere.
-        let tmp = self
-            .root
-            .join(Queue::Tmp.dir_name())
-            .join(format!("{id}.{}.rw", std::process::id()));
-        let _ = fs::remove_file(&tmp);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(SpoolError::io("create", &tmp))?;
-        let res = f
-            .write_all(&bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(SpoolError::io("write", &tmp))
-            .and_then(|()| fs::rename(&tmp, &dest).map_err(SpoolError::io("rename", &dest)));
-        if let Err(e) = res {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        self.sync_dir(queue)
+        self.replace_file(queue, file, "rw")
     }
 
     /// Moves `id` from one queue to another (one rename, then both directories fsynced).
