@@ -33,27 +33,11 @@ use tokio::net::TcpStream;
 const N: usize = 10_000;
 const HANDSETS: usize = 100;
 
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn scenario(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/interop/sipp")
-        .join(name)
-        .display()
-        .to_string()
-}
-
 fn sipp_uas(port: u16, calls: usize) -> Child {
     Command::new("sipp")
         .args([
             "-sf",
-            &scenario("uas-message.xml"),
+            common::sipp_scenario("uas-message.xml").to_str().unwrap(),
             "-i",
             "127.0.0.1",
             "-p",
@@ -152,7 +136,7 @@ async fn smtp_session(smtp: SocketAddr, ids: Vec<usize>) {
 
 fn smtp_in_sip_out(rt: &tokio::runtime::Runtime) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let bts = free_port();
+    let bts = common::free_port();
     let cfg = common::config_logging(
         dir.path(),
         "warn,smsmta::app=info,smsmta::delivery=info",
@@ -218,7 +202,7 @@ fn sip_in_smtp_out(rate: u32) -> String {
         .unwrap();
     }
     let scen = dir.path().join("uac-email.xml");
-    let text = std::fs::read_to_string(scenario("uac-message-text.xml"))
+    let text = std::fs::read_to_string(common::sipp_scenario("uac-message-text.xml"))
         .unwrap()
         .replace(
             "hello from sipp, call [call_number]",
@@ -235,7 +219,7 @@ fn sip_in_smtp_out(rate: u32) -> String {
             "-i",
             "127.0.0.1",
             "-p",
-            &free_port().to_string(),
+            &common::free_port().to_string(),
             "-m",
             &N.to_string(),
             "-r",
@@ -276,7 +260,7 @@ fn sip_in_smtp_out(rate: u32) -> String {
 /// Postfix's smtp-sink on a free loopback port (it refuses to run as root without a user to
 /// switch to).
 fn smtp_sink() -> (u16, Child) {
-    let port = free_port();
+    let port = common::free_port();
     let mut sink = Command::new("smtp-sink");
     if is_root() {
         sink.args(["-u", "nobody"]);
@@ -303,21 +287,8 @@ fn postfix_relay_reference() -> String {
     let dir = tempfile::tempdir().unwrap();
     let (sink_port, mut sink) = smtp_sink();
     let pf_dir = dir.path().join("postfix");
-    let pf_port = free_port();
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/postfix/start-instance.sh");
-    let st = Command::new("bash")
-        .arg(script)
-        .arg(&pf_dir)
-        .arg(pf_port.to_string())
-        .arg("relay")
-        .arg(sink_port.to_string())
-        .status()
-        .unwrap();
-    assert!(
-        st.success(),
-        "cannot start Postfix (needs root and the postfix package)"
-    );
+    let pf_port = common::free_port();
+    let postfix = common::Postfix::start(&pf_dir, pf_port, "relay", Some(sink_port));
     std::thread::sleep(Duration::from_secs(1));
     let t = Instant::now();
     let st = Command::new("smtp-source")
@@ -360,11 +331,7 @@ fn postfix_relay_reference() -> String {
         std::thread::sleep(Duration::from_millis(20));
     };
     let total = t.elapsed();
-    let _ = Command::new("postfix")
-        .arg("-c")
-        .arg(&pf_dir)
-        .arg("stop")
-        .status();
+    drop(postfix);
     let _ = sink.kill();
     let _ = sink.wait();
     let rate = N as f64 / total.as_secs_f64();
@@ -391,7 +358,7 @@ fn big_queue() -> Vec<String> {
     const QUEUED: usize = 100_000;
     const PER: usize = 100;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let cfg = common::config_logging(
         dir.path(),
         "warn,smsmta::app=info,smsmta::delivery=info",

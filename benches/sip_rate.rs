@@ -14,25 +14,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const STEP_SECS: u32 = 4;
-
-fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/interop/sipp")
-        .join(name)
-}
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Step {
     rate: u32,
@@ -60,8 +46,8 @@ fn step(target: SocketAddr, rate: u32, dir: &Path) -> Step {
     let t = Instant::now();
     let _ = Command::new("sipp")
         .arg("-sf")
-        .arg(scenario("uac-message-3gpp.xml"))
-        .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
+        .arg(common::sipp_scenario("uac-message-3gpp.xml"))
+        .args(["-i", "127.0.0.1", "-p", &common::free_port().to_string()])
         .args([
             "-m",
             &calls.to_string(),
@@ -147,10 +133,10 @@ fn main() {
     let spool = smsmta::spool::Spool::open(dir.path().join("spool"), 1 << 20).unwrap();
     let queued = spool.list(smsmta::spool::Queue::Incoming).unwrap().len();
 
-    let port = free_port();
+    let port = common::free_port();
     let mut uas = Command::new("sipp")
         .arg("-sf")
-        .arg(scenario("uas-message-202.xml"))
+        .arg(common::sipp_scenario("uas-message-202.xml"))
         .args([
             "-i",
             "127.0.0.1",

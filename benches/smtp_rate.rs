@@ -25,14 +25,6 @@ use std::time::{Duration, Instant};
 
 const MESSAGES: u32 = 10_000;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn smtp_source(target: SocketAddr, persistent: bool) -> f64 {
     let t = Instant::now();
     let mut cmd = Command::new("smtp-source");
@@ -79,7 +71,7 @@ fn main() {
 
     // smsmta as deployed: delivering to a sipp UAS (the BTS) that answers 200.
     let dir_d = tempfile::tempdir().unwrap();
-    let bts = free_port();
+    let bts = common::free_port();
     let mut uas = Command::new("sipp")
         .args([
             "-sf",
@@ -110,20 +102,8 @@ fn main() {
     let smsmta_d = server_d.smtp;
 
     let pf_dir = dir.path().join("postfix");
-    let pf_port = free_port();
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/postfix/start-instance.sh");
-    let st = Command::new("bash")
-        .arg(script)
-        .arg(&pf_dir)
-        .arg(pf_port.to_string())
-        .arg("discard")
-        .status()
-        .unwrap();
-    assert!(
-        st.success(),
-        "cannot start Postfix (needs root and the postfix package)"
-    );
+    let pf_port = common::free_port();
+    let pf = common::Postfix::start(&pf_dir, pf_port, "discard", None);
     std::thread::sleep(Duration::from_secs(1));
     let postfix = SocketAddr::from(([127, 0, 0, 1], pf_port));
 
@@ -145,11 +125,7 @@ fn main() {
         }
         rows.push((persistent, a, d, b));
     }
-    let _ = Command::new("postfix")
-        .arg("-c")
-        .arg(&pf_dir)
-        .arg("stop")
-        .status();
+    drop(pf);
     let _ = server.stop();
     let _ = server_d.stop();
     let _ = uas.kill();

@@ -39,26 +39,40 @@ async fn env(peer: &SipPeer, sink: Option<&SmtpSink>, extra: &str) -> Env {
     e
 }
 
-/// A text/plain MESSAGE from handset IMSI `from_imsi` to the SMSC for `to`; waits for 202.
-async fn send_sms(server: SocketAddr, from_imsi: &str, to: &str, text: &str, extra: &str) {
+/// Sends one request from a fresh UDP socket (`{local}` in `req` becomes its address) and
+/// returns the response's status line.
+async fn transact(server: SocketAddr, req: impl Fn(SocketAddr) -> Vec<u8>) -> String {
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let local = sock.local_addr().unwrap();
-    let call = format!("c{}{}", Instant::now().elapsed().as_nanos(), local.port());
-    let body = text.as_bytes();
-    let req = format!(
-        "MESSAGE sip:smsc@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{call}\r\nFrom: <sip:IMSI{from_imsi}@{server}>;tag=t{call}\r\nTo: <sip:{to}@{server}>\r\nCall-ID: {call}\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: text/plain\r\n{extra}Content-Length: {}\r\n\r\n",
-        body.len()
-    );
-    let mut bytes = req.into_bytes();
-    bytes.extend_from_slice(body);
-    sock.send_to(&bytes, server).await.unwrap();
+    sock.send_to(&req(local), server).await.unwrap();
     let mut buf = vec![0u8; 65_535];
     let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
         .await
         .unwrap()
         .unwrap();
-    let resp = String::from_utf8_lossy(&buf[..n]);
-    assert!(resp.starts_with("SIP/2.0 202"), "{resp}");
+    let resp = String::from_utf8_lossy(&buf[..n]).into_owned();
+    resp.lines().next().unwrap_or_default().to_string()
+}
+
+/// A MESSAGE from handset IMSI `from_imsi` to the SMSC (To: `to`); waits for 202.
+async fn send_message(server: SocketAddr, from_imsi: &str, to: &str, ctype: &str, body: &[u8]) {
+    let status = transact(server, |local| {
+        let call = format!("c{}", local.port());
+        let mut r = format!(
+            "MESSAGE sip:smsc@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{call}\r\nFrom: <sip:IMSI{from_imsi}@{server}>;tag=t{call}\r\nTo: <sip:{to}@{server}>\r\nCall-ID: {call}\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(body);
+        r
+    })
+    .await;
+    assert!(status.starts_with("SIP/2.0 202"), "{status}");
+}
+
+/// A text/plain MESSAGE from handset IMSI `from_imsi` to the SMSC for `to`; waits for 202.
+async fn send_sms(server: SocketAddr, from_imsi: &str, to: &str, text: &str) {
+    send_message(server, from_imsi, to, "text/plain", text.as_bytes()).await;
 }
 
 /// An SMS-SUBMIT in RP-DATA (hex), with TP-SRR set when `report` is true.
@@ -85,38 +99,27 @@ async fn send_submit(server: SocketAddr, from_imsi: &str, to: &str, text: &str, 
     .encode()
     .unwrap();
     let hex = smsmta::sms::body::hex_encode(&rp);
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let local = sock.local_addr().unwrap();
-    let call = format!("s{}", local.port());
-    let req = format!(
-        "MESSAGE sip:smsc@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{call}\r\nFrom: <sip:IMSI{from_imsi}@{server}>;tag=t{call}\r\nTo: <sip:smsc@{server}>\r\nCall-ID: {call}\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: application/vnd.3gpp.sms\r\nContent-Length: {}\r\n\r\n{hex}",
-        hex.len()
-    );
-    sock.send_to(req.as_bytes(), server).await.unwrap();
-    let mut buf = vec![0u8; 65_535];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let resp = String::from_utf8_lossy(&buf[..n]);
-    assert!(resp.starts_with("SIP/2.0 202"), "{resp}");
+    send_message(
+        server,
+        from_imsi,
+        "smsc",
+        "application/vnd.3gpp.sms",
+        hex.as_bytes(),
+    )
+    .await;
 }
 
 /// A REGISTER for IMSI `imsi` with `contact`; waits for 200.
 async fn register(server: SocketAddr, imsi: &str, contact: SocketAddr) {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let local = sock.local_addr().unwrap();
-    let req = format!(
-        "REGISTER sip:{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKreg{}\r\nFrom: <sip:IMSI{imsi}@{server}>;tag=r1\r\nTo: <sip:IMSI{imsi}@{server}>\r\nCall-ID: reg-{imsi}\r\nCSeq: 1 REGISTER\r\nContact: <sip:IMSI{imsi}@{contact}>;expires=3600\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-        local.port()
-    );
-    sock.send_to(req.as_bytes(), server).await.unwrap();
-    let mut buf = vec![0u8; 65_535];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200"));
+    let status = transact(server, |local| {
+        format!(
+            "REGISTER sip:{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKreg{}\r\nFrom: <sip:IMSI{imsi}@{server}>;tag=r1\r\nTo: <sip:IMSI{imsi}@{server}>\r\nCall-ID: reg-{imsi}\r\nCSeq: 1 REGISTER\r\nContact: <sip:IMSI{imsi}@{contact}>;expires=3600\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            local.port()
+        )
+        .into_bytes()
+    })
+    .await;
+    assert!(status.starts_with("SIP/2.0 200"), "{status}");
 }
 
 /// One SMTP transaction; returns the final reply to DATA.
@@ -160,7 +163,7 @@ async fn smtp_send(server: SocketAddr, from: &str, to: &str, data: &str) -> Stri
 async fn handset_to_handset_arrives_as_the_same_text() {
     let mut peer = SipPeer::ok().await;
     let e = env(&peer, None, "").await;
-    send_sms(e.udp(), A_IMSI, B, "Hello B, see you at 5?", "").await;
+    send_sms(e.udp(), A_IMSI, B, "Hello B, see you at 5?").await;
     let (text, parts) = peer.next_text(10).await;
     assert_eq!(text, "Hello B, see you at 5?");
     let p = &parts[0];
@@ -181,14 +184,7 @@ async fn handset_to_email_goes_to_the_smarthost() {
     let peer = SipPeer::ok().await;
     let mut sink = SmtpSink::start(|_| None).await;
     let e = env(&peer, Some(&sink), "").await;
-    send_sms(
-        e.udp(),
-        A_IMSI,
-        "smsc",
-        "bob@example.org Lunch at noon?",
-        "",
-    )
-    .await;
+    send_sms(e.udp(), A_IMSI, "smsc", "bob@example.org Lunch at noon?").await;
     let m = sink.next(10).await;
     assert_eq!(m.from, format!("{A}@sms.test"));
     assert_eq!(m.rcpts, vec!["bob@example.org".to_string()]);
@@ -260,7 +256,7 @@ async fn unreachable_handset_is_retried_and_delivered_at_once_when_it_registers(
     }))
     .await;
     let e = env(&peer, None, "").await;
-    send_sms(e.udp(), A_IMSI, B, "are you there?", "").await;
+    send_sms(e.udp(), A_IMSI, B, "are you there?").await;
     let mut seen = Vec::new();
     for _ in 0..3 {
         let r = peer.next(15).await;
@@ -302,7 +298,7 @@ async fn not_found_becomes_a_notice_sms_to_the_sender() {
     ))
     .await;
     let e = env(&peer, None, "").await;
-    send_sms(e.udp(), A_IMSI, B, "hello?", "").await;
+    send_sms(e.udp(), A_IMSI, B, "hello?").await;
     let first = peer.next(10).await;
     assert_eq!(first.status, 404);
     let (text, parts) = peer.next_text(10).await;
@@ -405,14 +401,8 @@ async fn subscriber_with_email_gets_the_text_on_the_handset_and_by_mail() {
         email: Some("b@example.org".into()),
         enabled: true,
     };
-    e.running
-        .as_ref()
-        .unwrap()
-        .registry
-        .call(move |db| db.upsert(&s))
-        .await
-        .unwrap();
-    send_sms(e.udp(), A_IMSI, B, "copy me", "").await;
+    e.upsert_subscriber(s).await;
+    send_sms(e.udp(), A_IMSI, B, "copy me").await;
     let (text, _) = peer.next_text(10).await;
     assert_eq!(text, "copy me");
     let m = sink.next(10).await;
@@ -426,7 +416,7 @@ async fn subscriber_with_email_gets_the_text_on_the_handset_and_by_mail() {
 async fn unknown_number_is_refused_at_delivery_with_a_notice() {
     let mut peer = SipPeer::ok().await;
     let e = env(&peer, None, "").await;
-    send_sms(e.udp(), A_IMSI, "15559999999", "anyone?", "").await;
+    send_sms(e.udp(), A_IMSI, "15559999999", "anyone?").await;
     let (text, parts) = peer.next_text(10).await;
     assert!(parts[0].uri.contains(A_IMSI));
     assert_eq!(

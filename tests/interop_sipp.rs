@@ -26,12 +26,6 @@ use smsmta::spool::{Queue, Spool};
 
 const PEER: &str = "sipp (Debian package sip-tester; tests/run-all.sh installs it)";
 
-fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/interop/sipp")
-        .join(name)
-}
-
 fn require_sipp() {
     let ok = Command::new("sipp")
         .arg("-v")
@@ -39,14 +33,6 @@ fn require_sipp() {
         .stderr(Stdio::null())
         .status();
     assert!(ok.is_ok(), "peer missing: {PEER}");
-}
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn setup(dir: &Path) -> PathBuf {
@@ -63,8 +49,8 @@ fn run_sipp(
 ) -> std::process::ExitStatus {
     Command::new("sipp")
         .arg("-sf")
-        .arg(scenario(scenario_file))
-        .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
+        .arg(common::sipp_scenario(scenario_file))
+        .args(["-i", "127.0.0.1", "-p", &common::free_port().to_string()])
         .args([
             "-m",
             &calls.to_string(),
@@ -114,10 +100,10 @@ fn sipp_client_sends_1000_messages_and_every_one_is_spooled() {
 }
 
 fn start_uas(scenario_file: &str, calls: u32, stats: &Path) -> (Child, SocketAddr) {
-    let port = free_port();
+    let port = common::free_port();
     let child = Command::new("sipp")
         .arg("-sf")
-        .arg(scenario(scenario_file))
+        .arg(common::sipp_scenario(scenario_file))
         .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-bind_local"])
         .args(["-m", &calls.to_string(), "-timeout", "60s", "-nostdin"])
         .arg("-trace_counts")

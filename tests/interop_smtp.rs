@@ -222,43 +222,6 @@ fn swaks_plain_starttls_and_auth() {
     );
 }
 
-/// A private Postfix instance, stopped on drop.
-struct Postfix {
-    dir: std::path::PathBuf,
-}
-
-impl Postfix {
-    fn start(dir: &Path, port: u16, mode: &str, relay: Option<u16>) -> Postfix {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/postfix/start-instance.sh");
-        let mut cmd = Command::new("bash");
-        cmd.arg(script).arg(dir).arg(port.to_string()).arg(mode);
-        if let Some(r) = relay {
-            cmd.arg(r.to_string());
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "peer missing or failed: Postfix (Debian package postfix; tests/run-all.sh installs it): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Postfix {
-            dir: dir.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        let _ = Command::new("postfix")
-            .arg("-c")
-            .arg(&self.dir)
-            .arg("stop")
-            .output();
-    }
-}
-
 #[test]
 #[ignore = "interop: needs Postfix and swaks; run by tests/run-all.sh"]
 fn postfix_relays_mail_for_the_sms_domain_into_smsmta() {
@@ -271,7 +234,7 @@ fn postfix_relays_mail_for_the_sms_domain_into_smsmta() {
         .local_addr()
         .unwrap()
         .port();
-    let _postfix = Postfix::start(&pf_dir, pf_port, "relay", Some(serve.smtp.port()));
+    let _postfix = common::Postfix::start(&pf_dir, pf_port, "relay", Some(serve.smtp.port()));
     std::thread::sleep(std::time::Duration::from_millis(500));
     // A user's mail reaches Postfix, whose transport map sends the SMS domain to smsmta.
     let out = ok(&swaks(

@@ -61,7 +61,8 @@ pub struct Hint {
     id: QueueId,
     due: u64,
     keys: Vec<String>,
-    /// The encoded message, when delivery holds it in memory (spool::claims).
+    /// The encoded message, when delivery holds it in memory (spool::claims); `due` and
+    /// `keys` are then read from it by the manager.
     bytes: Option<Vec<u8>>,
 }
 
@@ -73,19 +74,18 @@ pub struct Hints {
     notify: Arc<Notify>,
 }
 
-/// Installs the spool's publish hook and returns the hints it sends.
+/// Installs the spool's publish and commit hooks and returns the hints they send.
 pub fn hints(spool: &Arc<Spool>, domains: Vec<String>) -> Hints {
     let (tx, rx) = mpsc::channel(HINT_QUEUE);
     let overflow = Arc::new(AtomicBool::new(false));
     let notify = Arc::new(Notify::new());
     let (o, n) = (Arc::clone(&overflow), Arc::clone(&notify));
     let publish_tx = tx.clone();
-    let publish_domains = domains.clone();
     spool.set_publish_hook(Box::new(move |id, bytes| {
         let Ok(env) = QueueFile::peek_envelope(bytes) else {
             return;
         };
-        let (due, keys) = schedule_facts(&env, &publish_domains);
+        let (due, keys) = schedule_facts(&env, &domains);
         if let Some(due) = due
             && publish_tx
                 .try_send(Hint {
@@ -100,24 +100,18 @@ pub fn hints(spool: &Arc<Spool>, domains: Vec<String>) -> Hints {
             n.notify_one();
         }
     }));
-    // Journaled commits: hold messages that are due now and deliver them from memory, so
-    // that most never need a queue file (spool::claims).
+    // Journaled commits: hold every message and deliver it from memory, so that most never
+    // need a queue file (spool::claims). This runs on the journal's commit thread: no more
+    // than a table insert and a channel send; the manager reads the envelope.
     let spool_claims = Arc::clone(spool);
     spool.set_commit_hook(Box::new(move |id, bytes| {
-        let Ok(env) = QueueFile::peek_envelope(&bytes) else {
-            return;
-        };
-        let (due, keys) = schedule_facts(&env, &domains);
-        let Some(due) = due.filter(|d| *d <= now_unix()) else {
-            return;
-        };
         if !spool_claims.claims().try_hold(id, bytes.len()) {
             return;
         }
         let hint = Hint {
             id,
-            due,
-            keys,
+            due: 0,
+            keys: Vec::new(),
             bytes: Some(bytes),
         };
         if tx.try_send(hint).is_err() {
@@ -272,10 +266,19 @@ pub async fn run(
                 let mut next = Some(h);
                 // Take what else is waiting without a pass through the loop for each.
                 while let Some(h) = next {
-                    if let Some(b) = h.bytes {
-                        mem.insert(h.id, b);
-                    }
-                    sched.upsert(h.id, h.due, h.keys);
+                    let (due, keys) = match h.bytes {
+                        Some(b) => {
+                            // A held message: due when its first pending recipient is (a
+                            // message that does not peek is left to the job's full decode).
+                            let facts = QueueFile::peek_envelope(&b)
+                                .map(|env| schedule_facts(&env, &domains))
+                                .unwrap_or_default();
+                            mem.insert(h.id, b);
+                            (facts.0.unwrap_or(0), facts.1)
+                        }
+                        None => (h.due, h.keys),
+                    };
+                    sched.upsert(h.id, due, keys);
                     next = hints.rx.try_recv().ok();
                 }
             }
@@ -464,6 +467,7 @@ impl Job<'_> {
         let now = now_unix();
         let mut finished = Finished::default();
         let mut failures: Vec<Failure> = Vec::new();
+        let mut failed_now: Vec<usize> = Vec::new();
         let mut reports: Vec<(String, u8)> = Vec::new();
         let domains = self.cfg().domains.clone();
         for i in 0..self.file.envelope.recipients.len() {
@@ -534,6 +538,7 @@ impl Job<'_> {
                 Outcome::Bounce { reason, status } => {
                     rcpt.state = RcptState::Failed;
                     rcpt.last_reply = Some(reason.clone());
+                    failed_now.push(i);
                     failures.push(Failure {
                         recipient: address.clone(),
                         status: status.to_string(),
@@ -563,6 +568,7 @@ impl Job<'_> {
         if notify && !failures.is_empty() {
             notices.push(self.notice(DsnKind::Failed, &failures, now));
         }
+        let was_warned = self.file.envelope.warned;
         if let Some(w) = self.delay_warning(notify, now) {
             notices.push(w);
         }
@@ -572,19 +578,23 @@ impl Job<'_> {
             if let Err(e) = self.ctx.writer.commit(n).await {
                 // Keep the original as it was: the notice is retried with it.
                 error!("{id}: cannot queue notice {nid}: {e}; will retry");
-                return self.put_back(now).await;
+                return self.put_back(now, &failed_now, was_warned).await;
             }
             info!(queue_id = %id, "{id}: sender notice: {nid}");
         }
         self.save(now, finished).await
     }
 
-    /// Retries the whole message in a minute (after a failure to queue its notices).
-    async fn put_back(&mut self, now: u64) -> Finished {
-        for r in &mut self.file.envelope.recipients {
-            if r.state == RcptState::Failed && r.attempts > 0 {
-                r.state = RcptState::Pending;
-            }
+    /// After a failure to queue its notices: the recipients that failed in this job become
+    /// pending again (so that their notice is not lost), the delay warning is owed again, and
+    /// the message is retried in a minute.
+    async fn put_back(&mut self, now: u64, failed_now: &[usize], was_warned: bool) -> Finished {
+        let env = &mut self.file.envelope;
+        env.warned = was_warned;
+        for &i in failed_now {
+            env.recipients[i].state = RcptState::Pending;
+        }
+        for r in &mut env.recipients {
             if r.state == RcptState::Pending {
                 r.next_attempt = now + 60;
             }
@@ -651,11 +661,16 @@ impl Job<'_> {
                 "none".into(),
             ),
             Some(Dest::Mail { domain }) => {
-                let msg = self.outbound().to_vec();
-                let sent = self
-                    .ctx
+                let Job {
+                    ctx,
+                    file,
+                    outbound,
+                    ..
+                } = self;
+                let msg = outbound.get_or_insert_with(|| with_received(ctx, file));
+                let sent = ctx
                     .smtp
-                    .send(&self.file.envelope.sender, address, domain, &msg)
+                    .send(&file.envelope.sender, address, domain, msg)
                     .await;
                 (sent.outcome, sent.relay)
             }
@@ -728,50 +743,13 @@ impl Job<'_> {
             let email = r.email.unwrap_or_default();
             return (Outcome::Delivered, format!("forwarded to <{email}>"));
         };
-        let content = self.content().clone();
         let reference = (self.file.id().micros() & 0xFFFF) as u16;
-        let out = self.ctx.sip.deliver(&target, &content, reference).await;
+        let Job {
+            ctx, file, content, ..
+        } = self;
+        let content = content.get_or_insert_with(|| sms_text(ctx, file));
+        let out = ctx.sip.deliver(&target, content, reference).await;
         (out, format!("{}[{}]", target.uri, target.addr))
-    }
-
-    fn content(&mut self) -> &SmsContent {
-        if self.content.is_none() {
-            let d = &self.ctx.cfg.delivery;
-            let opts = TextOptions {
-                local_domains: &self.ctx.cfg.domains,
-                email_sender: &d.email_sender,
-                notice_sender: &d.notice_sender,
-                subject_line: d.subject_line,
-                strip_quotes: d.strip_quotes,
-            };
-            self.content = Some(text::sms_content(
-                &self.file.message,
-                &self.file.envelope.sender,
-                &opts,
-            ));
-        }
-        self.content.get_or_insert_with(|| SmsContent {
-            originator: String::new(),
-            text: String::new(),
-            report: None,
-        })
-    }
-
-    /// The message with our Received line on top.
-    fn outbound(&mut self) -> &[u8] {
-        if self.outbound.is_none() {
-            let env = &self.file.envelope;
-            let mut out = format!(
-                "Received: by {} (smsmta) id {};\r\n\t{}\r\n",
-                self.ctx.cfg.hostname,
-                env.id.0,
-                rfc5322_date(now_unix())
-            )
-            .into_bytes();
-            out.extend_from_slice(&self.file.message);
-            self.outbound = Some(out);
-        }
-        self.outbound.as_deref().unwrap_or_default()
     }
 
     /// A notice to the sender: an SMS for a handset sender, a DSN for an e-mail sender.
@@ -881,6 +859,32 @@ impl Job<'_> {
             })
             .collect()
     }
+}
+
+/// What a handset sees of the message (computed once per job).
+fn sms_text(ctx: &Ctx, file: &QueueFile) -> SmsContent {
+    let d = &ctx.cfg.delivery;
+    let opts = TextOptions {
+        local_domains: &ctx.cfg.domains,
+        email_sender: &d.email_sender,
+        notice_sender: &d.notice_sender,
+        subject_line: d.subject_line,
+        strip_quotes: d.strip_quotes,
+    };
+    text::sms_content(&file.message, &file.envelope.sender, &opts)
+}
+
+/// The message with our Received line on top (computed once per job).
+fn with_received(ctx: &Ctx, file: &QueueFile) -> Vec<u8> {
+    let mut out = format!(
+        "Received: by {} (smsmta) id {};\r\n\t{}\r\n",
+        ctx.cfg.hostname,
+        file.envelope.id.0,
+        rfc5322_date(now_unix())
+    )
+    .into_bytes();
+    out.extend_from_slice(&file.message);
+    out
 }
 
 fn expired_outcome() -> Outcome {

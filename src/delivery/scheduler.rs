@@ -63,7 +63,6 @@ pub struct Schedule {
     busy: HashSet<String>,
     blocked: HashMap<String, VecDeque<QueueId>>,
     key_backoff: HashMap<String, u64>,
-    busy_jobs: usize,
 }
 
 impl Schedule {
@@ -96,7 +95,10 @@ impl Schedule {
 
     /// Messages being delivered now.
     pub fn running(&self) -> usize {
-        self.busy_jobs
+        self.entries
+            .values()
+            .filter(|e| e.state == State::Running)
+            .count()
     }
 
     /// Adds a message, or moves a waiting one to a new due time. A running or blocked
@@ -209,7 +211,6 @@ impl Schedule {
             }
             e.state = State::Running;
             let forced = std::mem::take(&mut e.forced);
-            self.busy_jobs += 1;
             return Some(Ready { id, forced });
         }
     }
@@ -226,7 +227,6 @@ impl Schedule {
             return;
         };
         if e.state == State::Running {
-            self.busy_jobs = self.busy_jobs.saturating_sub(1);
             for k in &e.keys {
                 self.busy.remove(k);
             }

@@ -329,21 +329,6 @@ impl Spool {
         Ok(file.encode()?)
     }
 
-    /// Writes `bytes` to a new file in `tmp/` (mode 0600), optionally fsyncing it.
-    pub(crate) fn write_tmp(
-        &self,
-        id: QueueId,
-        bytes: &[u8],
-        sync: bool,
-    ) -> Result<PathBuf, SpoolError> {
-        let (path, f) = self.write_tmp_file(id, bytes)?;
-        if sync && let Err(e) = f.sync_all() {
-            let _ = fs::remove_file(&path);
-            return Err(SpoolError::io("fsync", &path)(e));
-        }
-        Ok(path)
-    }
-
     /// Writes `bytes` to a new file in `tmp/` (mode 0600) without syncing it; returns the path
     /// and the open file, so that a batch can be written first and synced after (on ext4 the
     /// first fsync's journal commit carries the others' data, so they cost little).
@@ -396,7 +381,11 @@ impl Spool {
     pub fn commit_direct(&self, file: &QueueFile) -> Result<QueueId, SpoolError> {
         let bytes = self.encode(file)?;
         let id = file.id();
-        let tmp = self.write_tmp(id, &bytes, true)?;
+        let (tmp, f) = self.write_tmp_file(id, &bytes)?;
+        if let Err(e) = f.sync_all() {
+            let _ = fs::remove_file(&tmp);
+            return Err(SpoolError::io("fsync", &tmp)(e));
+        }
         self.publish(&tmp, id, Queue::Incoming)?;
         self.sync_dir(Queue::Incoming)?;
         log_queued(file, bytes.len());
@@ -471,18 +460,10 @@ impl Spool {
     /// # Errors
     /// [`SpoolError::NotFound`] when it is not in `from`; [`SpoolError::Io`].
     pub fn move_to(&self, id: QueueId, from: Queue, to: Queue) -> Result<(), SpoolError> {
-        let src = self.path(from, id);
-        let dst = self.path(to, id);
-        if fs::symlink_metadata(&dst).is_ok() {
+        if fs::symlink_metadata(self.path(to, id)).is_ok() {
             return Err(SpoolError::Exists(id));
         }
-        fs::rename(&src, &dst).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                SpoolError::NotFound(id)
-            } else {
-                SpoolError::io("rename", &dst)(e)
-            }
-        })?;
+        self.claim(id, from, to)?;
         self.sync_dir(to)?;
         self.sync_dir(from)
     }
@@ -492,14 +473,7 @@ impl Spool {
     /// # Errors
     /// [`SpoolError::NotFound`] or [`SpoolError::Io`].
     pub fn remove(&self, queue: Queue, id: QueueId) -> Result<(), SpoolError> {
-        let p = self.path(queue, id);
-        fs::remove_file(&p).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                SpoolError::NotFound(id)
-            } else {
-                SpoolError::io("unlink", &p)(e)
-            }
-        })?;
+        self.remove_delivered(queue, id)?;
         self.sync_dir(queue)
     }
 

@@ -217,12 +217,17 @@ impl Env {
 
     /// Adds a subscriber to the registry.
     pub async fn add_subscriber(&self, msisdn: &str, imsi: &str) {
-        let s = Subscriber {
+        self.upsert_subscriber(Subscriber {
             msisdn: msisdn.into(),
             imsi: Some(imsi.into()),
             email: None,
             enabled: true,
-        };
+        })
+        .await;
+    }
+
+    /// Adds or replaces a subscriber in the running server's registry.
+    pub async fn upsert_subscriber(&self, s: Subscriber) {
         self.running
             .as_ref()
             .unwrap()
@@ -258,5 +263,60 @@ impl Env {
     /// SMTP.
     pub fn smtp(&self) -> SocketAddr {
         self.running.as_ref().unwrap().smtp
+    }
+}
+
+/// A port free on 127.0.0.1 when asked (UDP; TCP on the same number is nearly always free).
+pub fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The path of a sipp scenario in tests/interop/sipp.
+pub fn sipp_scenario(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop/sipp")
+        .join(name)
+}
+
+/// A private Postfix instance, stopped on drop.
+pub struct Postfix {
+    dir: std::path::PathBuf,
+}
+
+impl Postfix {
+    /// Starts it in `dir` listening on 127.0.0.1:`port`; `mode` `relay` (the SMS domain to
+    /// 127.0.0.1:`relay`) or `discard` (tests/interop/postfix/start-instance.sh). Needs root.
+    pub fn start(dir: &Path, port: u16, mode: &str, relay: Option<u16>) -> Postfix {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/postfix/start-instance.sh");
+        let mut cmd = Command::new("bash");
+        cmd.arg(script).arg(dir).arg(port.to_string()).arg(mode);
+        if let Some(r) = relay {
+            cmd.arg(r.to_string());
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "peer missing or failed: Postfix (Debian package postfix; tests/run-all.sh installs it): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Postfix {
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .arg("-c")
+            .arg(&self.dir)
+            .arg("stop")
+            .output();
     }
 }
