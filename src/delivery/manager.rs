@@ -24,6 +24,7 @@
 //! Standards: RFC 5321 4.5.4 (retries), 4.5.5 (no bounce to a bounce), RFC 3464 (DSN),
 //! RFC 3428 (one MESSAGE at a time per handset), TS 23.040 (status reports).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -170,12 +171,32 @@ impl Ctx {
     }
 }
 
-/// Lists `incoming/` and `deferred/` and reads every envelope (in parallel).
-fn scan(spool: &Spool, domains: &[String]) -> Vec<(QueueId, u64, Vec<String>)> {
+/// What a scan of the spool found.
+#[derive(Debug, Default)]
+struct Scanned {
+    /// Messages whose envelope was read: (ID, due, handsets).
+    read: Vec<(QueueId, u64, Vec<String>)>,
+    /// Messages in `deferred/` that the schedule already knows: present, not read again.
+    known: Vec<QueueId>,
+}
+
+/// Lists `incoming/` and `deferred/` and reads the envelopes (in parallel) of every message in
+/// `incoming/` (new, or released or flushed by an administrator) and of those in `deferred/`
+/// that are not in `known` (the schedule already has the rest).
+fn scan(spool: &Spool, domains: &[String], known: &HashSet<QueueId>) -> Scanned {
     let mut ids = Vec::new();
+    let mut present = Vec::new();
     for q in [Queue::Incoming, Queue::Deferred] {
         match spool.list(q) {
-            Ok(l) => ids.extend(l.into_iter().map(|id| (q, id))),
+            Ok(l) => {
+                for id in l {
+                    if q == Queue::Deferred && known.contains(&id) {
+                        present.push(id);
+                    } else {
+                        ids.push((q, id));
+                    }
+                }
+            }
             Err(e) => error!("queue manager: cannot list {q}: {e}"),
         }
     }
@@ -205,11 +226,33 @@ fn scan(spool: &Spool, domains: &[String]) -> Vec<(QueueId, u64, Vec<String>)> {
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
+        Scanned {
+            read: handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect(),
+            known: present,
+        }
     })
+}
+
+/// Scans the spool into the schedule and forgets what is in no queue any more (messages held
+/// in memory, in `held`, count as present).
+async fn rescan(ctx: &Ctx, domains: &[String], sched: &mut Schedule, held: &HashSet<QueueId>) {
+    let known: HashSet<QueueId> = sched.ids().collect();
+    let spool = Arc::clone(&ctx.spool);
+    let d = domains.to_vec();
+    let found = tokio::task::spawn_blocking(move || scan(&spool, &d, &known))
+        .await
+        .unwrap_or_default();
+    let mut seen: HashSet<QueueId> = held.clone();
+    seen.extend(found.known);
+    for (id, due, keys) in found.read {
+        seen.insert(id);
+        sched.upsert(id, due, keys);
+    }
+    sched.retain_seen(&seen);
+    sched.prune(now_unix());
 }
 
 /// Runs the queue manager until `shutdown`.
@@ -222,16 +265,7 @@ pub async fn run(
     let domains = ctx.cfg.domains.clone();
     let started = std::time::Instant::now();
     let mut sched = Schedule::new();
-    {
-        let spool = Arc::clone(&ctx.spool);
-        let d = domains.clone();
-        let found = tokio::task::spawn_blocking(move || scan(&spool, &d))
-            .await
-            .unwrap_or_default();
-        for (id, due, keys) in found {
-            sched.upsert(id, due, keys);
-        }
-    }
+    rescan(&ctx, &domains, &mut sched, &HashSet::new()).await;
     info!(
         "queue manager: {} messages scheduled in {:.3}s",
         sched.len(),
@@ -322,18 +356,8 @@ pub async fn run(
         }
         if tokio::time::Instant::now() >= next_rescan {
             next_rescan = tokio::time::Instant::now() + rescan_every;
-            let spool = Arc::clone(&ctx.spool);
-            let d = domains.clone();
-            let found = tokio::task::spawn_blocking(move || scan(&spool, &d))
-                .await
-                .unwrap_or_default();
-            let mut seen: std::collections::HashSet<QueueId> = mem.keys().copied().collect();
-            for (id, due, keys) in found {
-                seen.insert(id);
-                sched.upsert(id, due, keys);
-            }
-            sched.retain_seen(&seen);
-            sched.prune(now_unix());
+            let held: HashSet<QueueId> = mem.keys().copied().collect();
+            rescan(&ctx, &domains, &mut sched, &held).await;
         }
     }
     let grace = ctx.cfg.shutdown_timeout.0 / 2;

@@ -86,6 +86,11 @@ impl Schedule {
         self.entries.contains_key(&id)
     }
 
+    /// Every message known.
+    pub fn ids(&self) -> impl Iterator<Item = QueueId> + '_ {
+        self.entries.keys().copied()
+    }
+
     /// Whether `id` is being delivered now.
     pub fn is_running(&self, id: QueueId) -> bool {
         self.entries
