@@ -56,15 +56,26 @@ const HINT_QUEUE: usize = 65_536;
 /// Threads that read envelopes at start-up.
 const SCAN_THREADS: usize = 16;
 
-/// A new message, as the spool's publish hook reports it.
+/// A new message, as the spool's hooks report it.
 #[derive(Debug, Clone)]
-pub struct Hint {
-    id: QueueId,
-    due: u64,
-    keys: Vec<String>,
-    /// The encoded message, when delivery holds it in memory (spool::claims); `due` and
-    /// `keys` are then read from it by the manager.
-    bytes: Option<Vec<u8>>,
+pub enum Hint {
+    /// A queue file appeared in `incoming/`: when it is due and for which handsets.
+    Published {
+        /// The message.
+        id: QueueId,
+        /// Its earliest pending recipient's next attempt.
+        due: u64,
+        /// Its handsets.
+        keys: Vec<String>,
+    },
+    /// A journaled message held for delivery from memory (spool::claims); the manager reads
+    /// its envelope.
+    Held {
+        /// The message.
+        id: QueueId,
+        /// The encoded queue file.
+        bytes: Vec<u8>,
+    },
 }
 
 /// The receiving end of the publish hints.
@@ -89,12 +100,7 @@ pub fn hints(spool: &Arc<Spool>, domains: Vec<String>) -> Hints {
         let (due, keys) = schedule_facts(&env, &domains);
         if let Some(due) = due
             && publish_tx
-                .try_send(Hint {
-                    id,
-                    due,
-                    keys,
-                    bytes: None,
-                })
+                .try_send(Hint::Published { id, due, keys })
                 .is_err()
         {
             o.store(true, Ordering::Relaxed);
@@ -109,13 +115,7 @@ pub fn hints(spool: &Arc<Spool>, domains: Vec<String>) -> Hints {
         if !spool_claims.claims().try_hold(id, bytes.len()) {
             return;
         }
-        let hint = Hint {
-            id,
-            due: 0,
-            keys: Vec::new(),
-            bytes: Some(bytes),
-        };
-        if tx.try_send(hint).is_err() {
+        if tx.try_send(Hint::Held { id, bytes }).is_err() {
             spool_claims.claims().release(id);
         }
     }));
@@ -300,19 +300,18 @@ pub async fn run(
                 let mut next = Some(h);
                 // Take what else is waiting without a pass through the loop for each.
                 while let Some(h) = next {
-                    let (due, keys) = match h.bytes {
-                        Some(b) => {
-                            // A held message: due when its first pending recipient is (a
-                            // message that does not peek is left to the job's full decode).
-                            let facts = QueueFile::peek_envelope(&b)
+                    match h {
+                        Hint::Published { id, due, keys } => sched.upsert(id, due, keys),
+                        Hint::Held { id, bytes } => {
+                            // Due when its first pending recipient is (a message that does
+                            // not peek is left to the job's full decode).
+                            let (due, keys) = QueueFile::peek_envelope(&bytes)
                                 .map(|env| schedule_facts(&env, &domains))
                                 .unwrap_or_default();
-                            mem.insert(h.id, b);
-                            (facts.0.unwrap_or(0), facts.1)
+                            mem.insert(id, bytes);
+                            sched.upsert(id, due.unwrap_or(0), keys);
                         }
-                        None => (h.due, h.keys),
-                    };
-                    sched.upsert(h.id, due, keys);
+                    }
                     next = hints.rx.try_recv().ok();
                 }
             }
