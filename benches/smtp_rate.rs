@@ -53,6 +53,52 @@ fn smtp_source(target: SocketAddr, persistent: bool) -> f64 {
     f64::from(MESSAGES) / t.elapsed().as_secs_f64()
 }
 
+/// Files under `dir`, recursively (Postfix hashes some queues into subdirectories).
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |rd| {
+        rd.filter_map(Result::ok)
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => count_files(&e.path()),
+                Ok(_) => 1,
+                Err(_) => 0,
+            })
+            .sum()
+    })
+}
+
+/// Waits until a server has finished the work a round left behind, so that no round is
+/// measured while another server is still busy on the same two cores and disk: Postfix's
+/// queue is empty (everything handed to discard(8)); smsmta's journal is written out as queue
+/// files and, when it delivers, its queues are empty. Gives up after a minute, saying so.
+fn settle(what: &str, done: impl Fn() -> bool) {
+    let t = Instant::now();
+    while !done() {
+        if t.elapsed() > Duration::from_secs(60) {
+            eprintln!("{what} still busy after 60 s; measuring anyway");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn postfix_idle(queue: &Path) -> bool {
+    ["maildrop", "incoming", "active", "deferred", "hold"]
+        .iter()
+        .all(|q| count_files(&queue.join(q)) == 0)
+}
+
+fn smsmta_idle(spool: &Path, delivering: bool) -> bool {
+    use smsmta::spool::{Queue, Spool, journal};
+    let Ok(s) = Spool::open(spool, 1 << 24) else {
+        return false;
+    };
+    journal::backlog(&s).is_ok_and(|b| b == 0)
+        && (!delivering
+            || [Queue::Incoming, Queue::Active, Queue::Deferred]
+                .iter()
+                .all(|q| s.list(*q).is_ok_and(|l| l.is_empty())))
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
@@ -107,13 +153,18 @@ fn main() {
     std::thread::sleep(Duration::from_secs(1));
     let postfix = SocketAddr::from(([127, 0, 0, 1], pf_port));
 
+    let spool_a = dir.path().join("spool");
+    let spool_d = dir_d.path().join("spool");
     let mut rows = Vec::new();
     for persistent in [false, true] {
         let (mut a, mut d, mut b) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..3 {
             a.push(smtp_source(smsmta, persistent));
+            settle("smsmta (intake only)", || smsmta_idle(&spool_a, false));
             d.push(smtp_source(smsmta_d, persistent));
+            settle("smsmta (delivering)", || smsmta_idle(&spool_d, true));
             b.push(smtp_source(postfix, persistent));
+            settle("Postfix", || postfix_idle(&pf_dir.join("queue")));
             eprintln!(
                 "round {} ({}): smsmta intake only {:.0}/s, smsmta delivering {:.0}/s, postfix {:.0}/s",
                 round + 1,

@@ -44,6 +44,10 @@ pub struct Config {
     pub spool_dir: PathBuf,
     /// How long `serve` waits for work in flight at shutdown.
     pub shutdown_timeout: Dur,
+    /// Threads running the listeners and delivery (the async runtime); 0: one fewer than the
+    /// CPUs, at least one, leaving a CPU to the spool's own two threads (journal commit and
+    /// materialization).
+    pub worker_threads: usize,
     /// Spool tuning.
     pub spool: SpoolConfig,
     /// Message lifetimes.
@@ -335,6 +339,17 @@ fn loopback() -> Vec<Cidr> {
     ]
 }
 
+impl Config {
+    /// The async runtime's worker threads: `worker_threads`, or when 0 one fewer than
+    /// `cpus`, at least one.
+    pub fn runtime_threads(&self, cpus: usize) -> usize {
+        match self.worker_threads {
+            0 => cpus.saturating_sub(1).max(1),
+            n => n,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -342,6 +357,7 @@ impl Default for Config {
             hostname: "localhost".into(),
             spool_dir: PathBuf::from("./spool"),
             shutdown_timeout: Dur(Duration::from_secs(10)),
+            worker_threads: 0,
             spool: SpoolConfig::default(),
             queue: QueueConfig::default(),
             sip: SipConfig::default(),
@@ -495,6 +511,7 @@ impl Config {
             Duration::from_millis(100),
             Duration::from_secs(600),
         )?;
+        bound_num("worker_threads", self.worker_threads as u64, 0, 1024)?;
         bound_num(
             "spool.journal_segment_size",
             self.spool.journal_segment_size.0,
@@ -1023,6 +1040,18 @@ impl<'de> Deserialize<'de> for Cidr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worker_threads_default_leaves_a_cpu_to_the_spool_threads() {
+        let c = Config::default();
+        assert_eq!(c.runtime_threads(1), 1);
+        assert_eq!(c.runtime_threads(2), 1);
+        assert_eq!(c.runtime_threads(8), 7);
+        let c = Config::parse("worker_threads = 3\n", "w.toml").unwrap();
+        assert_eq!(c.runtime_threads(2), 3);
+        let e = Config::parse("worker_threads = 5000\n", "w.toml").unwrap_err();
+        assert_eq!(e.key, "worker_threads");
+    }
 
     #[test]
     fn embedded_default_is_valid_and_equals_the_code_defaults() {

@@ -167,7 +167,9 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: Config) -> ExitCode {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.runtime_threads(cpus))
         .enable_all()
         .build()
     {

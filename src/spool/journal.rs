@@ -27,7 +27,7 @@
 //! comes back at replay after a crash: a duplicate, never a loss (the same trade as Postfix's
 //! active queue).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -52,6 +52,12 @@ const REQUEST_QUEUE: usize = 8192;
 /// Flushed ranges waiting for the materializer; beyond this the committer waits, so the
 /// backlog on disk stays bounded too.
 const MATERIALIZE_QUEUE: usize = 4096;
+/// The materializer waits for this long a pause in the journal's flushes before it writes...
+const MATERIALIZE_IDLE: Duration = Duration::from_millis(50);
+/// ...but never keeps an acknowledged message waiting longer than this for its file.
+const MATERIALIZE_DELAY: Duration = Duration::from_secs(1);
+/// The materializer thread's nice value (background work; 0 is the default).
+const MATERIALIZER_NICE: i32 = 10;
 
 /// Tuning for [`start`].
 #[derive(Debug, Clone, Copy)]
@@ -435,6 +441,19 @@ fn run_committer(
 }
 
 /// `journal/checkpoint`: the segment and offset up to which every record is materialized.
+/// Decodes the checkpoint record `segment (u64 BE) | offset (u64 BE) | CRC-32 of both`;
+/// (0, 0) when short or damaged.
+fn parse_checkpoint(b: &[u8]) -> (u64, u64) {
+    let (Some(seg), Some(off), Some(crc)) = (b.get(..8), b.get(8..16), b.get(16..20)) else {
+        return (0, 0);
+    };
+    let be = |x: &[u8]| x.iter().fold(0u64, |a, d| a << 8 | u64::from(*d));
+    if be(crc) != u64::from(crc32fast::hash(&b[..16])) {
+        return (0, 0);
+    }
+    (be(seg), be(off))
+}
+
 struct Checkpoint {
     file: File,
     path: PathBuf,
@@ -464,15 +483,7 @@ impl Checkpoint {
         if self.file.read_exact_at(&mut b, 0).is_err() {
             return (0, 0);
         }
-        let crc = u32::from_be_bytes([b[16], b[17], b[18], b[19]]);
-        if crc != crc32fast::hash(&b[..16]) {
-            return (0, 0);
-        }
-        let mut s = [0u8; 8];
-        s.copy_from_slice(&b[..8]);
-        let mut o = [0u8; 8];
-        o.copy_from_slice(&b[8..16]);
-        (u64::from_be_bytes(s), u64::from_be_bytes(o))
+        parse_checkpoint(&b)
     }
 
     /// Overwrites the 20-byte record in place (within one sector) and syncs it.
@@ -497,13 +508,28 @@ fn run_materializer(
     stop: &AtomicBool,
 ) {
     let dir = layout::journal_dir(spool.root());
+    // Background work: under CPU contention the acknowledgement path goes first. (Best
+    // effort; the bounded queue from the committer keeps this thread from falling behind
+    // without limit.)
+    if let Err(e) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), MATERIALIZER_NICE)
+    {
+        warn!("cannot lower the materializer's priority: {e}");
+    }
     let mut open: HashMap<u64, File> = HashMap::new();
     while let Ok(first) = rx.recv() {
-        // Coalesce what is waiting, so that one directory fsync and one checkpoint write
-        // cover several flushes.
+        // Write out while the journal is quiet: wait until no flush has come for
+        // `MATERIALIZE_IDLE`, or until the oldest range waiting is `MATERIALIZE_DELAY` old.
+        // One syncfs, directory fsync and checkpoint write then cover the whole burst, and
+        // messages delivered from memory meanwhile need no file at all (docs/decisions/0004).
+        let oldest = std::time::Instant::now();
         let mut msgs = vec![first];
-        while msgs.len() < 256 {
-            match rx.try_recv() {
+        while msgs.len() < MATERIALIZE_QUEUE {
+            let left = MATERIALIZE_DELAY.saturating_sub(oldest.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            match rx.recv_timeout(MATERIALIZE_IDLE.min(left)) {
                 Ok(m) => msgs.push(m),
                 Err(_) => break,
             }
@@ -544,8 +570,9 @@ fn run_materializer(
                     if damaged > 0 {
                         error!("journal segment {seq:016X} reads back damaged at {start}..{end}");
                     }
+                    let mut done = HashSet::new();
                     retry_until_done(stop, "materialize", || {
-                        materialize(spool, &records)?;
+                        materialize(spool, &records, Guard::Live(&mut done))?;
                         checkpoint.write(seq, end)
                     });
                     stats
@@ -592,69 +619,191 @@ fn retry_until_done(stop: &AtomicBool, what: &str, mut f: impl FnMut() -> Result
     }
 }
 
-/// Writes records out as queue files in `incoming/` (each synced), then fsyncs the directory.
-/// A record whose message is already in a queue is skipped: replay after a crash, or a retry
-/// after a partial failure. Returns how many were written.
-fn materialize(spool: &Spool, records: &[(QueueId, &[u8])]) -> Result<usize, SpoolError> {
-    // Write every file of the batch, then sync them all, then publish: one journal commit of
-    // the file system carries most of the batch (docs/decisions/0002).
-    let mut staged = Vec::with_capacity(records.len());
-    type Staged<'a> = (QueueId, &'a [u8], PathBuf, File, Queue);
-    let cleanup = |staged: &[Staged<'_>]| {
-        for (_, _, p, _, _) in staged {
+/// How [`materialize`] makes sure a message is written out at most once.
+enum Guard<'a> {
+    /// Replay at start-up: a message already in any queue is skipped (five lookups each, once).
+    Replay,
+    /// The live materializer: the IDs an earlier failed try of the same records published
+    /// (they are skipped; the rescan finds them), and a rename that refuses to replace.
+    Live(&'a mut HashSet<QueueId>),
+}
+
+/// Files staged at once: each stays open until it is named, so a batch is taken in chunks
+/// of this many (one sync each) to stay far below the descriptor limit.
+const MATERIALIZE_CHUNK: usize = 256;
+
+/// A written, not yet published queue file.
+enum Staged {
+    /// An unnamed file (`O_TMPFILE`), named by `linkat`.
+    Unnamed(File),
+    /// A file in `tmp/`, renamed into place (file systems without `O_TMPFILE`).
+    Named(PathBuf, Option<File>),
+}
+
+impl Staged {
+    fn file(&self) -> Option<&File> {
+        match self {
+            Staged::Unnamed(f) | Staged::Named(_, Some(f)) => Some(f),
+            Staged::Named(_, None) => None,
+        }
+    }
+
+    fn discard(self) {
+        if let Staged::Named(p, _) = self {
             let _ = fs::remove_file(p);
         }
-    };
-    for (id, payload) in records {
-        let dest = match spool.claims().before_write(*id) {
-            Write::Normal => Queue::Incoming,
-            Write::ToActive => Queue::Active,
-            Write::Skip => continue,
-        };
-        // A leftover of an earlier failed try would make the exclusive create fail.
-        let _ = fs::remove_file(spool.path(Queue::Tmp, *id));
-        match spool.write_tmp_file(*id, payload) {
-            Ok((path, f)) => staged.push((*id, *payload, path, f, dest)),
-            Err(e) => {
-                cleanup(&staged);
-                return Err(e);
-            }
-        }
     }
-    for (_, _, path, f, _) in &staged {
-        if let Err(e) = f.sync_all() {
-            let err = SpoolError::io("fsync", path)(e);
-            cleanup(&staged);
-            return Err(err);
-        }
-    }
+}
+
+/// Writes records out as queue files in `incoming/` (or `active/` for messages delivery
+/// holds), then publishes them; returns how many were written.
+///
+/// Each chunk of the batch is written as unnamed files, made durable with one `syncfs` (one
+/// device flush for the chunk instead of one per file, docs/decisions/0004), then named in
+/// its queue; a last `syncfs` makes the names durable.
+fn materialize(
+    spool: &Spool,
+    records: &[(QueueId, &[u8])],
+    mut guard: Guard<'_>,
+) -> Result<usize, SpoolError> {
     let mut written = Vec::new();
     let mut to_active = false;
-    for (id, payload, tmp, _, dest) in &staged {
-        match spool.publish(tmp, *id, *dest) {
-            Ok(()) if *dest == Queue::Active => {
-                to_active = true;
-                if spool.claims().after_write(*id) {
-                    // Delivery finished while this was written: its result is durable.
-                    let _ = fs::remove_file(spool.path(Queue::Active, *id));
+    for chunk in records.chunks(MATERIALIZE_CHUNK) {
+        let mut staged: Vec<(QueueId, &[u8], Queue, Staged)> = Vec::with_capacity(chunk.len());
+        let discard = |staged: Vec<(QueueId, &[u8], Queue, Staged)>| {
+            for (.., s) in staged {
+                s.discard();
+            }
+        };
+        for (id, payload) in chunk {
+            if let Guard::Live(done) = &guard
+                && done.contains(id)
+            {
+                continue;
+            }
+            let dest = match spool.claims().before_write(*id) {
+                Write::Normal => Queue::Incoming,
+                Write::ToActive => Queue::Active,
+                Write::Skip => continue,
+            };
+            let file = match spool.write_unnamed(dest, payload) {
+                Ok(Some(f)) => Ok(Staged::Unnamed(f)),
+                Ok(None) => spool
+                    .write_tmp_file(*id, payload, false)
+                    .map(|(p, f)| Staged::Named(p, staged.is_empty().then_some(f))),
+                Err(e) => Err(e),
+            };
+            match file {
+                Ok(f) => staged.push((*id, *payload, dest, f)),
+                Err(e) => {
+                    discard(staged);
+                    return Err(e);
                 }
             }
-            Ok(()) => written.push((*id, *payload)),
-            // publish checks every queue once and removes the tmp file.
-            Err(SpoolError::Exists(_)) => {}
-            Err(e) => return Err(e),
+        }
+        let synced = match staged.as_slice() {
+            [(.., s)] => s
+                .file()
+                .map_or(Ok(()), File::sync_all)
+                .map_err(SpoolError::io("fsync", spool.root())),
+            [(.., s), ..] => s.file().map_or(Ok(()), |f| {
+                rustix::fs::syncfs(f).map_err(|e| SpoolError::io("syncfs", spool.root())(e.into()))
+            }),
+            [] => Ok(()),
+        };
+        if let Err(e) = synced {
+            discard(staged);
+            return Err(e);
+        }
+        for (id, payload, dest, file) in staged {
+            let published = match (&mut guard, &file) {
+                (Guard::Replay, Staged::Named(tmp, _)) => spool.publish(tmp, id, dest),
+                (Guard::Replay, Staged::Unnamed(f)) => match spool.find(id) {
+                    Some(_) => Err(SpoolError::Exists(id)),
+                    None => spool.link_new(f, id, dest),
+                },
+                (Guard::Live(done), Staged::Named(tmp, _)) => {
+                    spool.publish_new(tmp, id, dest).inspect(|()| {
+                        done.insert(id);
+                    })
+                }
+                (Guard::Live(done), Staged::Unnamed(f)) => {
+                    spool.link_new(f, id, dest).inspect(|()| {
+                        done.insert(id);
+                    })
+                }
+            };
+            match published {
+                Ok(()) if dest == Queue::Active => {
+                    to_active = true;
+                    if spool.claims().after_write(id) {
+                        // Delivery finished while this was written: its result is durable.
+                        let _ = fs::remove_file(spool.path(Queue::Active, id));
+                    }
+                }
+                Ok(()) => written.push((id, payload)),
+                // Already queued (replay); nothing is left behind.
+                Err(SpoolError::Exists(_)) => file.discard(),
+                Err(e) => {
+                    file.discard();
+                    return Err(e);
+                }
+            }
         }
     }
-    if to_active {
-        spool.sync_dir(Queue::Active)?;
-    }
-    if !written.is_empty() {
-        spool.sync_dir(Queue::Incoming)?;
+    if to_active || !written.is_empty() {
+        // One more syncfs makes the names durable, and with them the link counts of the
+        // unnamed files (a directory fsync alone would not write those inodes again).
+        let dir = Queue::Incoming.dir(spool.root());
+        File::open(&dir)
+            .and_then(|d| rustix::fs::syncfs(&d).map_err(io::Error::from))
+            .map_err(SpoolError::io("syncfs", &dir))?;
     }
     for (id, payload) in &written {
         spool.published(*id, payload);
     }
     Ok(written.len())
+}
+
+/// The journal's segments, oldest first.
+fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SpoolError> {
+    let mut segs: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+        .map_err(SpoolError::io("read directory", dir))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name();
+            let name = name.to_str()?;
+            let seq = u64::from_str_radix(name.strip_suffix(".wal")?, 16).ok()?;
+            Some((seq, e.path()))
+        })
+        .collect();
+    segs.sort_unstable();
+    Ok(segs)
+}
+
+/// Journal octets acknowledged but not yet written out as queue files (read-only; safe while
+/// the server runs). 0 when the materializer has caught up.
+///
+/// # Errors
+/// [`SpoolError::Io`] when the journal directory cannot be listed.
+pub fn backlog(spool: &Spool) -> Result<u64, SpoolError> {
+    let dir = layout::journal_dir(spool.root());
+    let (cp_seq, cp_off) = fs::read(dir.join(CHECKPOINT))
+        .map(|b| parse_checkpoint(&b))
+        .unwrap_or((0, 0));
+    let mut pending = 0;
+    for (seq, path) in segments(&dir)? {
+        if seq < cp_seq {
+            continue;
+        }
+        let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        pending += if seq == cp_seq {
+            len.saturating_sub(cp_off)
+        } else {
+            len
+        };
+    }
+    Ok(pending)
 }
 
 /// What [`replay`] did.
@@ -679,17 +828,7 @@ pub fn replay(spool: &Spool) -> Result<ReplayReport, SpoolError> {
     let dir = layout::journal_dir(spool.root());
     let checkpoint = Checkpoint::open(&dir)?;
     let (cp_seq, cp_off) = checkpoint.read();
-    let mut segs: Vec<(u64, PathBuf)> = fs::read_dir(&dir)
-        .map_err(SpoolError::io("read directory", &dir))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name();
-            let name = name.to_str()?;
-            let seq = u64::from_str_radix(name.strip_suffix(".wal")?, 16).ok()?;
-            Some((seq, e.path()))
-        })
-        .collect();
-    segs.sort_unstable();
+    let segs = segments(&dir)?;
     let mut report = ReplayReport::default();
     for (seq, path) in &segs {
         if *seq < cp_seq {
@@ -706,7 +845,7 @@ pub fn replay(spool: &Spool) -> Result<ReplayReport, SpoolError> {
         let (records, damaged) = parse_records(&bytes, from);
         report.damaged += damaged;
         let total = records.len();
-        let written = materialize(spool, &records)?;
+        let written = materialize(spool, &records, Guard::Replay)?;
         report.replayed += written;
         report.already_present += total - written;
         if damaged > 0 {
@@ -853,6 +992,91 @@ mod tests {
         assert_eq!(spool.find(g.id()), None);
         assert!(!segment_path(&jdir, 7).exists());
         assert_eq!(replay(&spool).unwrap().replayed, 0);
+    }
+
+    #[test]
+    fn a_retry_after_a_partial_failure_writes_nothing_twice_and_nothing_over_a_queued_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let files: Vec<_> = (0..4)
+            .map(|i| spool.new_message("s@x", &["1@x".into()], vec![b'a' + i; 10], origin(), 60))
+            .collect();
+        let bytes: Vec<_> = files.iter().map(|f| f.encode().unwrap()).collect();
+        let records: Vec<(QueueId, &[u8])> = files
+            .iter()
+            .zip(&bytes)
+            .map(|(f, b)| (f.id(), b.as_slice()))
+            .collect();
+        // A first try published the first two; delivery has since taken the first away.
+        let mut done = HashSet::new();
+        assert_eq!(
+            materialize(&spool, &records[..2], Guard::Live(&mut done)).unwrap(),
+            2
+        );
+        fs::remove_file(spool.path(Queue::Incoming, files[0].id())).unwrap();
+        // A stray file already holds the fourth's name: linkat/renameat2 must not replace it.
+        fs::write(spool.path(Queue::Incoming, files[3].id()), b"other").unwrap();
+        assert_eq!(
+            materialize(&spool, &records, Guard::Live(&mut done)).unwrap(),
+            1
+        );
+        assert_eq!(spool.find(files[0].id()), None, "not written twice");
+        for f in &files[1..3] {
+            assert_eq!(spool.read(Queue::Incoming, f.id()).unwrap(), *f);
+        }
+        assert_eq!(
+            fs::read(spool.path(Queue::Incoming, files[3].id())).unwrap(),
+            b"other"
+        );
+        // Nothing left behind in tmp/.
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn batches_larger_than_a_chunk_are_written_in_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let files: Vec<_> = (0..MATERIALIZE_CHUNK * 2 + 3)
+            .map(|_| spool.new_message("s@x", &["1@x".into()], b"b".to_vec(), origin(), 60))
+            .collect();
+        let bytes: Vec<_> = files.iter().map(|f| f.encode().unwrap()).collect();
+        let records: Vec<(QueueId, &[u8])> = files
+            .iter()
+            .zip(&bytes)
+            .map(|(f, b)| (f.id(), b.as_slice()))
+            .collect();
+        let n = materialize(&spool, &records, Guard::Live(&mut HashSet::new())).unwrap();
+        assert_eq!(n, files.len());
+        assert_eq!(spool.list(Queue::Incoming).unwrap().len(), files.len());
+        for f in &files {
+            assert_eq!(spool.read(Queue::Incoming, f.id()).unwrap(), *f);
+        }
+    }
+
+    #[test]
+    fn backlog_counts_journal_octets_not_yet_written_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::open(dir.path(), 1 << 20).unwrap());
+        assert_eq!(backlog(&spool).unwrap(), 0);
+        // Records past the checkpoint, as a crash leaves them.
+        let jdir = layout::journal_dir(dir.path());
+        let f = spool.new_message("s@x", &["1@x".into()], b"body".to_vec(), origin(), 60);
+        let mut buf = Vec::new();
+        encode_record(&mut buf, f.id(), &f.encode().unwrap());
+        fs::write(segment_path(&jdir, 3), &buf).unwrap();
+        assert_eq!(backlog(&spool).unwrap(), buf.len() as u64);
+        // Start-up replays it; then live commits are written out and the backlog drains.
+        let j = start(Arc::clone(&spool), opts()).unwrap();
+        assert_eq!(backlog(&spool).unwrap(), 0);
+        let h = j.handle();
+        for _ in 0..20 {
+            let m = spool.new_message("s@x", &["1@x".into()], b"b".to_vec(), origin(), 60);
+            h.commit_blocking(&spool, m).unwrap();
+        }
+        wait_materialized(&j, 20);
+        assert_eq!(backlog(&spool).unwrap(), 0);
+        drop(h);
+        j.shutdown(Duration::from_secs(5));
     }
 
     #[test]

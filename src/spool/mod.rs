@@ -332,15 +332,20 @@ impl Spool {
     /// Writes `bytes` to a new file in `tmp/` (mode 0600) without syncing it; returns the path
     /// and the open file, so that a batch can be written first and synced after (on ext4 the
     /// first fsync's journal commit carries the others' data, so they cost little).
+    /// `exclusive`: fail if the tmp file exists; else a leftover of an earlier failed try is
+    /// overwritten (the journal's materializer, which owns its IDs' tmp files).
     pub(crate) fn write_tmp_file(
         &self,
         id: QueueId,
         bytes: &[u8],
+        exclusive: bool,
     ) -> Result<(PathBuf, File), SpoolError> {
         let path = self.path(Queue::Tmp, id);
         let mut f = OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .create_new(exclusive)
+            .create(true)
+            .truncate(true)
             .mode(0o600)
             .open(&path)
             .map_err(SpoolError::io("create", &path))?;
@@ -365,6 +370,91 @@ impl Spool {
         })
     }
 
+    /// Writes `bytes` to a new unnamed file (`O_TMPFILE`) on the file system of `queue`: no
+    /// directory entry until [`Spool::link_new`] names it, so a batch costs one directory
+    /// insertion a message instead of three (create in `tmp/`, rename out, rename in). A crash
+    /// before the link leaves nothing behind. `Ok(None)` where the kernel or file system has
+    /// no `O_TMPFILE`: the caller falls back to a named tmp file.
+    pub(crate) fn write_unnamed(
+        &self,
+        queue: Queue,
+        bytes: &[u8],
+    ) -> Result<Option<File>, SpoolError> {
+        use rustix::fs::{Mode, OFlags};
+        let dir = queue.dir(&self.root);
+        let fd = match rustix::fs::open(
+            &dir,
+            OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => fd,
+            Err(
+                rustix::io::Errno::OPNOTSUPP
+                | rustix::io::Errno::ISDIR
+                | rustix::io::Errno::INVAL
+                | rustix::io::Errno::NOENT,
+            ) => return Ok(None),
+            Err(e) => return Err(SpoolError::io("create unnamed file in", &dir)(e.into())),
+        };
+        let mut f = File::from(fd);
+        f.write_all(bytes)
+            .map_err(SpoolError::io("write unnamed file in", &dir))?;
+        Ok(Some(f))
+    }
+
+    /// Names a synced unnamed file (from [`Spool::write_unnamed`]) as `id` in `queue`, unless
+    /// a file of that name is there already ([`SpoolError::Exists`]; `linkat` never
+    /// replaces). The caller fsyncs the directory.
+    pub(crate) fn link_new(&self, f: &File, id: QueueId, queue: Queue) -> Result<(), SpoolError> {
+        use std::os::fd::AsRawFd;
+        let dest = self.path(queue, id);
+        let by_fd = format!("/proc/self/fd/{}", f.as_raw_fd());
+        match rustix::fs::linkat(
+            rustix::fs::CWD,
+            by_fd.as_str(),
+            rustix::fs::CWD,
+            &dest,
+            rustix::fs::AtFlags::SYMLINK_FOLLOW,
+        ) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::EXIST) => Err(SpoolError::Exists(id)),
+            Err(e) => Err(SpoolError::io("link", &dest)(e.into())),
+        }
+    }
+
+    /// Renames a synced tmp file into `queue` unless a file of that name is there already
+    /// (one `renameat2(RENAME_NOREPLACE)`; a plain existence check and rename where the file
+    /// system lacks it). Unlike [`Spool::publish`] it does not look in the other queues: the
+    /// caller knows the message is in none (the journal's materializer, which remembers what
+    /// an earlier failed try published). The caller fsyncs the directory.
+    pub(crate) fn publish_new(
+        &self,
+        tmp: &Path,
+        id: QueueId,
+        queue: Queue,
+    ) -> Result<(), SpoolError> {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        let dest = self.path(queue, id);
+        let fail = |e: io::Error| {
+            let _ = fs::remove_file(tmp);
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                SpoolError::Exists(id)
+            } else {
+                SpoolError::io("rename", &dest)(e)
+            }
+        };
+        match renameat_with(CWD, tmp, CWD, &dest, RenameFlags::NOREPLACE) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+                if fs::symlink_metadata(&dest).is_ok() {
+                    return Err(fail(io::ErrorKind::AlreadyExists.into()));
+                }
+                fs::rename(tmp, &dest).map_err(fail)
+            }
+            Err(e) => Err(fail(e.into())),
+        }
+    }
+
     /// fsyncs a queue directory so that renames into or out of it are durable.
     ///
     /// # Errors
@@ -381,7 +471,7 @@ impl Spool {
     pub fn commit_direct(&self, file: &QueueFile) -> Result<QueueId, SpoolError> {
         let bytes = self.encode(file)?;
         let id = file.id();
-        let (tmp, f) = self.write_tmp_file(id, &bytes)?;
+        let (tmp, f) = self.write_tmp_file(id, &bytes, true)?;
         if let Err(e) = f.sync_all() {
             let _ = fs::remove_file(&tmp);
             return Err(SpoolError::io("fsync", &tmp)(e));
