@@ -243,9 +243,15 @@ fn start_at(spool: Arc<Spool>, seq: u64, opts: Options) -> Result<Journal, Spool
 struct Segment {
     seq: u64,
     file: File,
+    /// End of the records.
     len: u64,
+    /// End of the file: records, then zeros written ahead (see [`Segment::append`]).
+    zeroed: u64,
     path: PathBuf,
 }
+
+/// The journal file grows in zero-filled steps of this size.
+const ZERO_AHEAD: u64 = 1 << 20;
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:016X}.wal"))
@@ -269,15 +275,39 @@ impl Segment {
             seq,
             file,
             len: 0,
+            zeroed: 0,
             path,
         })
     }
 
+    /// Writes `buf` after the records and flushes. The file is grown ahead of the records
+    /// with zeros, `ZERO_AHEAD` at a time (in the same flush), so that most flushes overwrite
+    /// blocks that are allocated and inside the file's size: `fdatasync` then writes the data
+    /// and flushes the device, without also writing the inode.
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        let end = self.len + buf.len() as u64;
+        if end > self.zeroed {
+            let target = end.div_ceil(ZERO_AHEAD) * ZERO_AHEAD;
+            let zeros = vec![0u8; (target - self.zeroed).min(ZERO_AHEAD) as usize];
+            let mut at = self.zeroed;
+            while at < target {
+                let n = (target - at).min(zeros.len() as u64);
+                self.file.write_all_at(&zeros[..n as usize], at)?;
+                at += n;
+            }
+            self.zeroed = target;
+        }
         self.file.write_all_at(buf, self.len)?;
         self.file.sync_data()?;
-        self.len += buf.len() as u64;
+        self.len = end;
         Ok(())
+    }
+
+    /// Cuts the file back to `len` (an unacknowledged tail) and syncs.
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.zeroed = len;
+        self.file.set_len(len)?;
+        self.file.sync_data()
     }
 }
 
@@ -310,6 +340,8 @@ fn parse_records(buf: &[u8], mut pos: usize) -> (Vec<(QueueId, &[u8])>, usize) {
                 out.push((id, payload));
                 pos = next;
             }
+            // The zeros a segment is grown with: the end of the records, not damage.
+            None if buf[pos..].iter().all(|b| *b == 0) => break,
             None => {
                 damaged += 1;
                 match resync(pos + 1) {
@@ -424,11 +456,7 @@ fn run_committer(
                     }));
                 }
                 // Cut the unacknowledged tail; if even that fails, leave this segment behind.
-                if seg
-                    .file
-                    .set_len(start)
-                    .and_then(|()| seg.file.sync_data())
-                    .is_err()
+                if seg.truncate(start).is_err()
                     && let Ok(next) = Segment::create(&dir, seg.seq + 1)
                 {
                     let old = std::mem::replace(&mut seg, next);
@@ -796,12 +824,20 @@ pub fn backlog(spool: &Spool) -> Result<u64, SpoolError> {
         if seq < cp_seq {
             continue;
         }
-        let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        pending += if seq == cp_seq {
-            len.saturating_sub(cp_off)
+        // Segments end in zeros written ahead: count the records.
+        let bytes = fs::read(&path).unwrap_or_default();
+        let from = if seq == cp_seq {
+            usize::try_from(cp_off)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len())
         } else {
-            len
+            0
         };
+        pending += parse_records(&bytes, from)
+            .0
+            .iter()
+            .map(|(_, p)| (REC_HEAD + p.len()) as u64)
+            .sum::<u64>();
     }
     Ok(pending)
 }
