@@ -7,6 +7,10 @@
 //! answers 200 (messages delivered from memory right after their journal flush need no queue
 //! file, docs/decisions/0003), which is what Postfix does too (queue, then hand to discard(8)).
 //!
+//! After each round the bench waits until that server has finished the work the round left
+//! (Postfix: queue empty; smsmta: journal written out, and when delivering, queues empty), so
+//! that no round is measured while another server still uses the same cores and disk.
+//!
 //! Run: `cargo bench --bench smtp_rate` as root (Postfix's master drops privileges), with the
 //! Debian packages postfix (smtp-source) and sip-tester (sipp) installed. Three rounds each, alternating; reported:
 //! accepted messages a second (min / median / max) and the ratio of the medians. Each side is

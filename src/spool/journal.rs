@@ -8,10 +8,12 @@
 //! 1. **Commit** (the committer thread): take every request waiting (up to `max_batch`),
 //!    append them as records to the current segment `journal/<seq>.wal` in one write,
 //!    `fdatasync`, then answer each request `Ok`. The caller acknowledges only now.
-//! 2. **Materialize** (the materializer thread, off the acknowledgement path): read the new
-//!    records back, write each as a queue file (tmp, fsync, rename into `incoming/`), fsync
-//!    `incoming/`, then record in `journal/checkpoint` how far the journal is materialized.
-//!    A segment that is complete and fully materialized is deleted.
+//! 2. **Materialize** (the materializer thread, off the acknowledgement path, at nice 10):
+//!    once the journal has been quiet for 50 ms or the oldest unwritten range is 250 ms old,
+//!    read the new records back, write each as an unnamed queue file (`O_TMPFILE`) in its
+//!    queue, `syncfs` once per chunk, name the files with `linkat` (never replacing), `syncfs`
+//!    again, then record in `journal/checkpoint` how far the journal is materialized. A
+//!    segment that is complete and fully materialized is deleted (docs/decisions/0004).
 //! 3. **Replay** ([`replay`], at start-up, before new commits): every record past the
 //!    checkpoint whose message is in no queue is written to `incoming/`; then every segment is
 //!    deleted and the checkpoint moves to a fresh segment number.
@@ -55,7 +57,7 @@ const MATERIALIZE_QUEUE: usize = 4096;
 /// The materializer waits for this long a pause in the journal's flushes before it writes...
 const MATERIALIZE_IDLE: Duration = Duration::from_millis(50);
 /// ...but never keeps an acknowledged message waiting longer than this for its file.
-const MATERIALIZE_DELAY: Duration = Duration::from_secs(1);
+const MATERIALIZE_DELAY: Duration = Duration::from_millis(250);
 /// The materializer thread's nice value (background work; 0 is the default).
 const MATERIALIZER_NICE: i32 = 10;
 
