@@ -204,6 +204,68 @@ async fn size_limits_and_long_lines() {
 }
 
 #[tokio::test]
+async fn a_line_far_longer_than_one_read_gets_500_and_the_session_goes_on() {
+    let env = Env::start("").await;
+    let mut c = Client::connect(env.smtp()).await;
+    c.cmd("EHLO x").await;
+    // 200 KB without a line end, sent in pieces, so that it spans many reads; then a line
+    // pipelined right behind it in the same write as its end.
+    for _ in 0..20 {
+        c.send(&"x".repeat(10_000)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    c.send("xyz\r\nNOOP\r\n").await;
+    let r = c.reply().await;
+    assert!(r.starts_with("500 5.5.2"), "{r}");
+    assert_eq!(code(&c.reply().await), 250, "the pipelined NOOP");
+    // A whole transaction afterwards is unaffected.
+    c.cmd("MAIL FROM:<a@example.org>").await;
+    c.cmd("RCPT TO:<15551234567@sms.test>").await;
+    c.cmd("DATA").await;
+    let r = c.cmd("Subject: after\r\n\r\nok\r\n.").await;
+    assert_eq!(code(&r), 250, "{r}");
+    let files = env.spooled(1).await;
+    assert_eq!(files.len(), 1);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_of_many_short_lines_in_few_writes_is_spooled_intact() {
+    let env = Env::start("").await;
+    let mut c = Client::connect(env.smtp()).await;
+    c.cmd("EHLO x").await;
+    c.cmd("MAIL FROM:<a@example.org>").await;
+    c.cmd("RCPT TO:<15551234567@sms.test>").await;
+    c.cmd("DATA").await;
+    // 40,000 lines (about 1 MB), with dot-stuffed lines among them, in 64 KiB writes.
+    let mut body = String::from("Subject: many\r\n\r\n");
+    for i in 0..40_000 {
+        if i % 1000 == 0 {
+            body.push_str("..stuffed\r\n");
+        } else {
+            body.push_str(&format!("line {i:05} of the body\r\n"));
+        }
+    }
+    body.push_str(".\r\n");
+    for piece in body.as_bytes().chunks(65_536) {
+        c.s.write_all(piece).await.unwrap();
+    }
+    let r = c.reply().await;
+    assert_eq!(code(&r), 250, "{r}");
+    let files = env.spooled(1).await;
+    assert_eq!(files.len(), 1);
+    let text = String::from_utf8_lossy(&files[0].message).into_owned();
+    assert!(text.contains("\r\nline 39999 of the body\r\n"));
+    assert_eq!(
+        text.matches("\r\n.stuffed\r\n").count(),
+        40,
+        "dot-unstuffed"
+    );
+    assert_eq!(text.matches(" of the body\r\n").count(), 39_960);
+    env.stop().await;
+}
+
+#[tokio::test]
 async fn one_thousand_and_one_recipients() {
     let env = Env::start("").await;
     let mut c = Client::connect(env.smtp()).await;

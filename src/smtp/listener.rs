@@ -292,6 +292,8 @@ pub async fn run(
 
 /// Largest buffer kept for one line: longer lines are cut and flagged.
 const LINE_BUF: usize = 4096;
+/// Room made in the buffer before each read.
+const READ_CHUNK: usize = 16 * 1024;
 
 async fn connection(
     mut stream: TcpStream,
@@ -339,18 +341,20 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     shutdown: &CancellationToken,
 ) -> std::io::Result<Outcome> {
     let idle = server.cfg.smtp.idle_timeout.0;
-    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut out = String::new();
     let mut discarding = false; // inside an over-long line
-    let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        // Handle every complete line buffered (pipelining), collecting the replies.
-        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-            let bare_lf = pos == 0 || buf[pos - 1] != b'\r';
+        // Handle every complete line buffered (pipelining), collecting the replies. `start`
+        // walks the buffer; what was handled is dropped once, after the loop.
+        let mut start = 0;
+        while let Some(rel) = buf[start..].iter().position(|b| *b == b'\n') {
+            let pos = start + rel;
+            let bare_lf = pos == start || buf[pos - 1] != b'\r';
             let end = if bare_lf { pos } else { pos - 1 };
-            let too_long = std::mem::take(&mut discarding) || end > LINE_BUF;
-            let line: Vec<u8> = buf[..end.min(LINE_BUF)].to_vec();
-            buf.drain(..=pos);
+            let too_long = std::mem::take(&mut discarding) || end - start > LINE_BUF;
+            let line = &buf[start..end.min(start + LINE_BUF)];
+            start = pos + 1;
             let mut step = if !session.in_data()
                 && line.len() >= 4
                 && line[..4].eq_ignore_ascii_case(b"MAIL")
@@ -414,6 +418,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
+        buf.drain(..start);
         if buf.len() > LINE_BUF {
             // An over-long line without its end yet: keep only the start, flag it.
             buf.truncate(LINE_BUF);
@@ -428,7 +433,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 stream.write_all(b"421 4.3.2 Service shutting down, closing connection\r\n").await?;
                 return Ok(Outcome::Closed);
             }
-            r = tokio::time::timeout(idle, stream.read(&mut chunk)) => r,
+            r = async {
+                // Read straight into the buffer's spare room (nothing zeroed, nothing copied).
+                buf.reserve(READ_CHUNK);
+                tokio::time::timeout(idle, stream.read_buf(&mut buf)).await
+            } => r,
         };
         let n = match read {
             Ok(r) => r?,
@@ -443,17 +452,15 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             return Ok(Outcome::Closed);
         }
         if discarding {
-            // Drop the rest of an over-long line up to its end.
-            match chunk[..n].iter().position(|b| *b == b'\n') {
+            // Drop the rest of an over-long line up to its end; the LF that is kept ends the
+            // truncated line, and `discarding` flags it as too long.
+            let fresh = buf.len() - n;
+            match buf[fresh..].iter().position(|b| *b == b'\n') {
                 Some(p) => {
-                    // The pushed LF ends the truncated line; `discarding` flags it as too long.
-                    buf.push(b'\n');
-                    buf.extend_from_slice(&chunk[p + 1..n]);
+                    buf.drain(fresh..fresh + p);
                 }
-                None => continue,
+                None => buf.truncate(fresh),
             }
-        } else {
-            buf.extend_from_slice(&chunk[..n]);
         }
     }
 }
