@@ -367,7 +367,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         .into(),
                 )
             } else {
-                session.line(&line, too_long, bare_lf)
+                session.line(line, too_long, bare_lf)
             };
             loop {
                 match step {
