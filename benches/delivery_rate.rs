@@ -33,25 +33,6 @@ use tokio::net::TcpStream;
 const N: usize = 10_000;
 const HANDSETS: usize = 100;
 
-fn sipp_uas(port: u16, calls: usize) -> Child {
-    Command::new("sipp")
-        .args([
-            "-sf",
-            common::sipp_scenario("uas-message.xml").to_str().unwrap(),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-m",
-            &calls.to_string(),
-            "-nostdin",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp (Debian package sip-tester) is needed")
-}
-
 fn subscribers(dir: &Path, count: usize) {
     let db = Db::open(&dir.join("spool/registry.sqlite"), None).unwrap();
     for h in 0..count {
@@ -147,7 +128,7 @@ fn smtp_in_sip_out(rt: &tokio::runtime::Runtime) -> String {
     );
     std::fs::create_dir_all(dir.path().join("spool")).unwrap();
     subscribers(dir.path(), HANDSETS);
-    let mut uas = sipp_uas(bts, N);
+    let mut uas = common::sipp_uas(bts, Some(N));
     std::thread::sleep(Duration::from_millis(300));
     let serve = common::Serve::start(&cfg);
     let t = Instant::now();
@@ -416,7 +397,7 @@ fn big_queue() -> Vec<String> {
     std::thread::sleep(Duration::from_millis(500));
     let rss = rss_kib(serve.pid());
     // Handset 0 registers (contact: a sipp UAS): its 100 messages are due at once.
-    let mut uas = sipp_uas(port, PER);
+    let mut uas = common::sipp_uas(port, Some(PER));
     std::thread::sleep(Duration::from_millis(300));
     let before = sent(&serve).0;
     let t = Instant::now();

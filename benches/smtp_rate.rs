@@ -122,23 +122,7 @@ fn main() {
     // smsmta as deployed: delivering to a sipp UAS (the BTS) that answers 200.
     let dir_d = tempfile::tempdir().unwrap();
     let bts = common::free_port();
-    let mut uas = Command::new("sipp")
-        .args([
-            "-sf",
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/interop/sipp/uas-message.xml")
-                .to_str()
-                .unwrap(),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &bts.to_string(),
-            "-nostdin",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp (Debian package sip-tester) is needed");
+    let mut uas = common::sipp_uas(bts, None);
     let config_d = common::config_logging(
         dir_d.path(),
         "warn,smsmta::app=info",

@@ -746,23 +746,18 @@ fn materialize(
             return Err(e);
         }
         for (id, payload, dest, file) in staged {
-            let published = match (&mut guard, &file) {
-                (Guard::Replay, Staged::Named(tmp, _)) => spool.publish(tmp, id, dest),
-                (Guard::Replay, Staged::Unnamed(f)) => match spool.find(id) {
-                    Some(_) => Err(SpoolError::Exists(id)),
-                    None => spool.link_new(f, id, dest),
-                },
-                (Guard::Live(done), Staged::Named(tmp, _)) => {
-                    spool.publish_new(tmp, id, dest).inspect(|()| {
-                        done.insert(id);
-                    })
+            let replay = matches!(guard, Guard::Replay);
+            let published = match &file {
+                Staged::Named(tmp, _) if replay => spool.publish(tmp, id, dest),
+                Staged::Named(tmp, _) => spool.publish_new(tmp, id, dest),
+                Staged::Unnamed(_) if replay && spool.find(id).is_some() => {
+                    Err(SpoolError::Exists(id))
                 }
-                (Guard::Live(done), Staged::Unnamed(f)) => {
-                    spool.link_new(f, id, dest).inspect(|()| {
-                        done.insert(id);
-                    })
-                }
+                Staged::Unnamed(f) => spool.link_new(f, id, dest),
             };
+            if let (Ok(()), Guard::Live(done)) = (&published, &mut guard) {
+                done.insert(id);
+            }
             match published {
                 Ok(()) if dest == Queue::Active => {
                     to_active = true;
@@ -930,6 +925,15 @@ mod tests {
         }
     }
 
+    /// Journal records (ID, encoded file) for `files`, whose encodings are `bytes`.
+    fn as_records<'a>(files: &[QueueFile], bytes: &'a [Vec<u8>]) -> Vec<(QueueId, &'a [u8])> {
+        files
+            .iter()
+            .zip(bytes)
+            .map(|(f, b)| (f.id(), b.as_slice()))
+            .collect()
+    }
+
     fn wait_materialized(j: &Journal, n: u64) {
         for _ in 0..500 {
             if j.handle.stats.materialized.load(Ordering::Relaxed) >= n {
@@ -1040,11 +1044,7 @@ mod tests {
             .map(|i| spool.new_message("s@x", &["1@x".into()], vec![b'a' + i; 10], origin(), 60))
             .collect();
         let bytes: Vec<_> = files.iter().map(|f| f.encode().unwrap()).collect();
-        let records: Vec<(QueueId, &[u8])> = files
-            .iter()
-            .zip(&bytes)
-            .map(|(f, b)| (f.id(), b.as_slice()))
-            .collect();
+        let records = as_records(&files, &bytes);
         // A first try published the first two; delivery has since taken the first away.
         let mut done = HashSet::new();
         assert_eq!(
@@ -1078,11 +1078,7 @@ mod tests {
             .map(|_| spool.new_message("s@x", &["1@x".into()], b"b".to_vec(), origin(), 60))
             .collect();
         let bytes: Vec<_> = files.iter().map(|f| f.encode().unwrap()).collect();
-        let records: Vec<(QueueId, &[u8])> = files
-            .iter()
-            .zip(&bytes)
-            .map(|(f, b)| (f.id(), b.as_slice()))
-            .collect();
+        let records = as_records(&files, &bytes);
         let n = materialize(&spool, &records, Guard::Live(&mut HashSet::new())).unwrap();
         assert_eq!(n, files.len());
         assert_eq!(spool.list(Queue::Incoming).unwrap().len(), files.len());

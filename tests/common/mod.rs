@@ -282,6 +282,32 @@ pub fn sipp_scenario(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+/// A sipp UAS playing the BTS on 127.0.0.1:`port`: answers every MESSAGE with 200
+/// (tests/interop/sipp/uas-message.xml); ends after `calls` when given.
+pub fn sipp_uas(port: u16, calls: Option<usize>) -> Child {
+    let scenario = sipp_scenario("uas-message.xml");
+    let port = port.to_string();
+    let calls = calls.map(|c| c.to_string());
+    let mut args = vec![
+        "-sf",
+        scenario.to_str().unwrap(),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port,
+    ];
+    if let Some(c) = &calls {
+        args.extend(["-m", c]);
+    }
+    args.push("-nostdin");
+    Command::new("sipp")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp (Debian package sip-tester) is needed")
+}
+
 /// A private Postfix instance, stopped on drop.
 pub struct Postfix {
     dir: std::path::PathBuf,
