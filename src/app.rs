@@ -167,6 +167,76 @@ async fn bind_sip(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), AppError
     )))
 }
 
+/// Watches the OpenBTS registry and publishes each handset whose `sip_buddies` row changed
+/// (sipauthserve rewrites it when the handset registers) as reachable: its texts are due now.
+async fn watch_openbts(
+    path: std::path::PathBuf,
+    every: Duration,
+    reachable: broadcast::Sender<Reachable>,
+    shutdown: CancellationToken,
+) {
+    let p = path.clone();
+    let opened = tokio::task::spawn_blocking(move || crate::registry::Watcher::open(&p)).await;
+    let mut watcher = match opened {
+        Ok(Ok(w)) => w,
+        Ok(Err(e)) => {
+            warn!("OpenBTS registry watch off: {e}");
+            return;
+        }
+        Err(e) => {
+            warn!("OpenBTS registry watch off: {e}");
+            return;
+        }
+    };
+    info!(
+        "watching the OpenBTS registry {} every {every:?}",
+        path.display()
+    );
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let polled = tokio::task::spawn_blocking(move || {
+            let r = watcher.poll();
+            (watcher, r)
+        })
+        .await;
+        let (w, result) = match polled {
+            Ok(x) => x,
+            Err(e) => {
+                warn!("OpenBTS registry watch stopped: {e}");
+                return;
+            }
+        };
+        watcher = w;
+        match result {
+            Ok(attached) => {
+                failing = false;
+                for a in attached {
+                    let msisdn = a.msisdn.map(|m| m.digits().to_string());
+                    info!(
+                        "OpenBTS registry: {} ({}) registered",
+                        a.imsi.name(),
+                        msisdn.as_deref().unwrap_or("no number")
+                    );
+                    let _ = reachable.send(Reachable {
+                        aor: a.imsi.name(),
+                        msisdn,
+                        contacts: Vec::new(),
+                    });
+                }
+            }
+            Err(e) if !failing => {
+                failing = true;
+                warn!("OpenBTS registry watch: {e}; retrying every {every:?}");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// Starts the server.
 ///
 /// # Errors
@@ -177,7 +247,11 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     let server = tokio::task::spawn_blocking(move || Server::start(&c))
         .await
         .map_err(|e| AppError::Internal(e.to_string()))??;
-    let registry = Registry::open(cfg.registry_path(), cfg.openbts_path())?;
+    let registry = Registry::open_with(
+        cfg.registry_path(),
+        cfg.openbts_path(),
+        cfg.registry.openbts_busy_timeout.0,
+    )?;
     let (reachable, _) = broadcast::channel(1024);
     let writer = server.writer().clone();
     let service = Arc::new(Service::new(
@@ -186,6 +260,7 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         registry.clone(),
         reachable.clone(),
     ));
+    service.restore_seen().await;
     let (udp, tcp) = bind_sip(cfg.sip.listen).await?;
     let sip_udp = udp
         .local_addr()
@@ -237,6 +312,10 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         false,
         shutdown.clone(),
     ));
+    {
+        let (service, shutdown) = (Arc::clone(&service), shutdown.clone());
+        tasks.spawn(async move { service.persist_seen(shutdown).await });
+    }
     tasks.spawn(listener::run_udp(
         Arc::new(udp),
         Arc::clone(&service),
@@ -263,6 +342,16 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
                 }
             }
         });
+    }
+    if let Some(path) = cfg.openbts_path()
+        && !cfg.registry.openbts_poll.0.is_zero()
+    {
+        tasks.spawn(watch_openbts(
+            path,
+            cfg.registry.openbts_poll.0,
+            reachable.clone(),
+            shutdown.clone(),
+        ));
     }
     if cfg.delivery.enabled {
         // The hook goes in before the manager's first scan: a message published in between

@@ -62,6 +62,89 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Short codes handsets can text (smqueue's 101, 411, 2337); `[]` for none.
+    pub short_codes: Vec<ShortCode>,
+}
+
+/// What a short code does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShortService {
+    /// Self-provisioning: the text is the number the handset wants; it is written to our
+    /// registry for the sender's IMSI when free (smqueue's 101).
+    Register,
+    /// A status line: queued messages, the sender's IMSI and number, the time (smqueue's 411).
+    Info,
+    /// "N queued." (smqueue's 2337).
+    Queued,
+}
+
+/// `[[short_codes]]`: one code and its service. Replies are templates: `{number}`, `{imsi}`,
+/// `{queued}`, `{time}`, `{text}`; an empty one means the built-in text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShortCode {
+    /// The number handsets text (digits).
+    pub code: String,
+    /// What it does.
+    pub service: ShortService,
+    /// Off: the code is an ordinary destination.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The reply (info, queued), or the welcome (register).
+    #[serde(default)]
+    pub reply: String,
+    /// register: the sender already has a number.
+    #[serde(default)]
+    pub already: String,
+    /// register: the number belongs to another subscriber.
+    #[serde(default)]
+    pub taken: String,
+    /// register: the text is not an acceptable number.
+    #[serde(default)]
+    pub error: String,
+    /// register: the fewest digits a claimed number may have.
+    #[serde(default = "seven")]
+    pub min_digits: usize,
+    /// register: the most digits a claimed number may have.
+    #[serde(default = "ten")]
+    pub max_digits: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+fn seven() -> usize {
+    7
+}
+fn ten() -> usize {
+    10
+}
+
+impl ShortCode {
+    /// A code with the built-in replies.
+    pub fn new(code: &str, service: ShortService) -> ShortCode {
+        ShortCode {
+            code: code.into(),
+            service,
+            enabled: true,
+            reply: String::new(),
+            already: String::new(),
+            taken: String::new(),
+            error: String::new(),
+            min_digits: seven(),
+            max_digits: ten(),
+        }
+    }
+}
+
+/// smqueue's codes: 101 register, 411 info, 2337 queued.
+pub fn default_short_codes() -> Vec<ShortCode> {
+    vec![
+        ShortCode::new("101", ShortService::Register),
+        ShortCode::new("411", ShortService::Info),
+        ShortCode::new("2337", ShortService::Queued),
+    ]
 }
 
 /// `[spool]`: the write-ahead journal and queue files.
@@ -85,6 +168,12 @@ pub struct SpoolConfig {
 pub struct SipConfig {
     /// UDP and TCP listen address.
     pub listen: SocketAddr,
+    /// The address outgoing requests name in Via and Contact when `listen` is a wildcard
+    /// (`0.0.0.0`, `::`); unset: the source address the kernel picks towards each peer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<IpAddr>,
+    /// Whether REGISTER is served (OpenBTS never sends one to its SMS server).
+    pub register: bool,
     /// Sources allowed to send MESSAGE and REGISTER.
     pub trusted_networks: Vec<Cidr>,
     /// The Request-URI user that means "the SMSC": the destination is then inside the SMS.
@@ -316,6 +405,12 @@ pub struct RegistryConfig {
     pub default_expires: Dur,
     /// The longest binding granted.
     pub max_expires: Dur,
+    /// How long a lookup waits for the OpenBTS database while sipauthserve writes it; past
+    /// that the lookup is a temporary failure (SIP 503, delivery retried).
+    pub openbts_busy_timeout: Dur,
+    /// How often the OpenBTS registry is checked for handsets that registered (their
+    /// `sip_buddies` row changed), whose texts are then due at once; 0 turns it off.
+    pub openbts_poll: Dur,
 }
 
 /// `[log]`.
@@ -365,6 +460,7 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             delivery: DeliveryConfig::default(),
             log: LogConfig::default(),
+            short_codes: default_short_codes(),
         }
     }
 }
@@ -384,6 +480,8 @@ impl Default for SipConfig {
     fn default() -> Self {
         SipConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5063)),
+            advertise: None,
+            register: true,
             trusted_networks: loopback(),
             smsc_name: "smsc".into(),
             max_message_size: Size(64 << 10),
@@ -393,7 +491,7 @@ impl Default for SipConfig {
             retry_after: Dur(Duration::from_secs(5)),
             dedup_window: Dur(Duration::from_secs(300)),
             t1: Dur(Duration::from_millis(500)),
-            timer_f: Dur(Duration::from_secs(32)),
+            timer_f: Dur(Duration::from_secs(60)),
             concat_timeout: Dur(Duration::from_secs(1800)),
             subject: String::new(),
             tcp_idle_timeout: Dur(Duration::from_secs(300)),
@@ -430,6 +528,8 @@ impl Default for RegistryConfig {
             openbts_path: PathBuf::new(),
             default_expires: Dur(Duration::from_secs(3600)),
             max_expires: Dur(Duration::from_secs(86_400)),
+            openbts_busy_timeout: Dur(Duration::from_secs(1)),
+            openbts_poll: Dur(Duration::from_millis(500)),
         }
     }
 }
@@ -494,6 +594,35 @@ impl Config {
 
     /// Checks every bound. Returns the key and the reason of the first violation.
     fn validate(&self) -> Result<(), (&'static str, String)> {
+        let mut codes = std::collections::HashSet::new();
+        for c in &self.short_codes {
+            if crate::identity::Msisdn::parse(&c.code)
+                .map(|m| m.digits() != c.code)
+                .unwrap_or(true)
+            {
+                return Err((
+                    "short_codes.code",
+                    format!("{:?} is not a number (digits only)", c.code),
+                ));
+            }
+            if !codes.insert(c.code.as_str()) {
+                return Err(("short_codes.code", format!("{} is listed twice", c.code)));
+            }
+            if c.min_digits == 0 || c.min_digits > c.max_digits || c.max_digits > 15 {
+                return Err((
+                    "short_codes.min_digits",
+                    "needs 1 <= min_digits <= max_digits <= 15".into(),
+                ));
+            }
+            for t in [&c.reply, &c.already, &c.taken, &c.error] {
+                if t.chars().count() > 480 || t.contains(['\r', '\0']) {
+                    return Err((
+                        "short_codes.reply",
+                        "replies are at most 480 characters, no CR".into(),
+                    ));
+                }
+            }
+        }
         if self.domains.is_empty() {
             return Err(("domains", "at least one local SMS domain is needed".into()));
         }
@@ -580,6 +709,20 @@ impl Config {
             Duration::from_secs(1),
             Duration::from_secs(90),
         )?;
+        bound(
+            "registry.openbts_busy_timeout",
+            self.registry.openbts_busy_timeout.0,
+            Duration::from_millis(10),
+            Duration::from_secs(30),
+        )?;
+        if !self.registry.openbts_poll.0.is_zero() {
+            bound(
+                "registry.openbts_poll",
+                self.registry.openbts_poll.0,
+                Duration::from_millis(50),
+                Duration::from_secs(3600),
+            )?;
+        }
         bound(
             "sip.concat_timeout",
             sip.concat_timeout.0,

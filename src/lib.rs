@@ -19,6 +19,7 @@
 pub mod app;
 pub mod config;
 pub mod delivery;
+pub mod identity;
 pub mod mail;
 pub mod registry;
 pub mod sip;

@@ -43,6 +43,7 @@ use super::sip_agent::SipAgent;
 use super::smtp_agent::SmtpAgent;
 use super::text::{self, ReportFacts, SmsContent, TextOptions};
 use crate::config::Config;
+use crate::identity::{HandsetKey, Imsi};
 use crate::mail::from_sms::rfc5322_date;
 use crate::registry::{Binding, Registry, Subscriber};
 use crate::sip::service::Reachable;
@@ -318,7 +319,10 @@ pub async fn run(
             r = reachable.recv() => match r {
                 Ok(r) => {
                     let now = now_unix();
-                    let mut n = sched.make_due(&route::handset_key(&r.aor), now);
+                    let mut n = match HandsetKey::parse(&r.aor) {
+                        Ok(k) => sched.make_due(&k.to_string(), now),
+                        Err(_) => 0,
+                    };
                     if let Some(m) = &r.msisdn {
                         n += sched.make_due(m, now);
                     }
@@ -513,7 +517,7 @@ impl Job<'_> {
                 o => o,
             };
             let key = match &dest {
-                Some(Dest::Handset(k)) => Some(k.clone()),
+                Some(Dest::Handset(k)) => Some(k.to_string()),
                 _ => None,
             };
             let env = &mut self.file.envelope;
@@ -701,14 +705,15 @@ impl Job<'_> {
         }
     }
 
-    async fn handset(&mut self, key: &str, attempts: u32) -> (Outcome, String) {
-        let k = key.to_string();
+    async fn handset(&mut self, key: &HandsetKey, attempts: u32) -> (Outcome, String) {
+        let k = key.clone();
+        let bts_port = self.ctx.cfg.delivery.bts.port();
         let found = self
             .ctx
             .registry
-            .call(move |db| lookup(db, &k, now_unix()))
+            .call(move |db| lookup(db, &k, bts_port, now_unix()))
             .await;
-        let (sub, bindings) = match found {
+        let (sub, bindings, location) = match found {
             Ok(x) => x,
             Err(e) => {
                 return (
@@ -725,7 +730,7 @@ impl Job<'_> {
             addr: d.bts,
             transport: d.bts_transport,
         };
-        let r = match route::handset(key, sub.as_ref(), &bindings, bts, d.email_mode) {
+        let r = match route::handset(key, sub.as_ref(), &bindings, location, bts, d.email_mode) {
             Ok(r) => r,
             Err(e) => {
                 return (
@@ -853,18 +858,28 @@ impl Job<'_> {
         {
             return Vec::new();
         }
-        let Some(mr) = notice::report_request(&self.file.message) else {
+        let Some((mr, sent_to)) = notice::report_request(&self.file.message) else {
             return Vec::new();
         };
         let from = format!("{}@{}", cfg.delivery.notice_sender, cfg.sms_domain());
         let id = env.id.0.to_string();
         reports
             .iter()
-            .map(|(rcpt, st)| {
+            .filter_map(|(rcpt, st)| {
+                // The report names the number the handset sent to: the recipient's number,
+                // or for a text that went on to an e-mail address the gateway number it was
+                // sent to (an e-mail address fits no SMS address field).
+                let recipient = text::local_number(rcpt, &cfg.domains).or_else(|| sent_to.clone());
+                let Some(recipient) = recipient else {
+                    info!(queue_id = %env.id.0, "{}: no status report for <{rcpt}>: no number to name", env.id.0);
+                    return None;
+                };
+                Some((recipient, st))
+            })
+            .map(|(recipient, st)| {
                 let facts = ReportFacts {
                     message_ref: mr,
-                    recipient: text::local_number(rcpt, &cfg.domains)
-                        .unwrap_or_else(|| rcpt.clone()),
+                    recipient,
                     status: *st,
                     submitted: env.arrival,
                     discharged: now,
@@ -917,16 +932,34 @@ fn expired_outcome() -> Outcome {
     }
 }
 
-/// The subscriber behind a handset key and the live bindings of its addresses of record
-/// (`IMSI<imsi>` and the number), newest first.
+/// What the registry knows of a handset.
+type Found = (
+    Option<Subscriber>,
+    Vec<Binding>,
+    Option<std::net::SocketAddr>,
+);
+
+/// The subscriber behind a handset key, the live bindings of its addresses of record
+/// (`IMSI<imsi>` and the number), newest first, and the BTS it last registered at (OpenBTS
+/// registry).
 fn lookup(
     db: &mut crate::registry::Db,
-    key: &str,
+    key: &HandsetKey,
+    bts_port: u16,
     now: u64,
-) -> Result<(Option<Subscriber>, Vec<Binding>), crate::registry::RegistryError> {
-    let sub = match key.strip_prefix("IMSI") {
-        Some(imsi) => db.by_imsi(imsi)?,
-        None => db.by_msisdn(key)?,
+) -> Result<Found, crate::registry::RegistryError> {
+    let sub = match key {
+        HandsetKey::Imsi(imsi) => db.by_imsi(imsi.digits())?,
+        HandsetKey::Number(n) => db.by_msisdn(n.digits())?,
+    };
+    let imsi = match (key, &sub) {
+        (HandsetKey::Imsi(i), _) => Some(i.clone()),
+        (_, Some(s)) => s.imsi.as_deref().and_then(|i| Imsi::parse(i).ok()),
+        _ => None,
+    };
+    let location = match &imsi {
+        Some(i) => db.openbts_location(i, bts_port)?,
+        None => None,
     };
     let mut aors = vec![key.to_string()];
     if let Some(s) = &sub {
@@ -942,7 +975,7 @@ fn lookup(
         bindings.extend(db.bindings(&a, now)?);
     }
     bindings.sort_by_key(|b| std::cmp::Reverse(b.expires));
-    Ok((sub, bindings))
+    Ok((sub, bindings, location))
 }
 
 #[cfg(test)]

@@ -234,7 +234,7 @@ pub fn status_report(
 }
 
 /// The TP-MR of the SMS-SUBMIT a mail came from, when its sender asked for a status report.
-pub fn report_request(raw: &[u8]) -> Option<u8> {
+pub fn report_request(raw: &[u8]) -> Option<(u8, Option<String>)> {
     let m = MessageParser::default().parse_headers(raw)?;
     let asked = m
         .header_raw("X-SMS-Status-Report-Request")
@@ -242,7 +242,12 @@ pub fn report_request(raw: &[u8]) -> Option<u8> {
     if !asked {
         return None;
     }
-    m.header_raw("X-SMS-TP-MR")?.trim().parse().ok()
+    let mr = m.header_raw("X-SMS-TP-MR")?.trim().parse().ok()?;
+    let dest = m
+        .header_raw("X-SMS-TP-DA")
+        .and_then(|d| crate::identity::Msisdn::parse(d).ok())
+        .map(|d| d.to_string());
+    Some((mr, dest))
 }
 
 #[cfg(test)]
@@ -343,7 +348,7 @@ mod tests {
     fn report_request_needs_the_flag_and_a_reference() {
         let yes = b"X-SMS-TP-MR: 84\r\nX-SMS-Status-Report-Request: yes\r\n\r\nx";
         let no = b"X-SMS-TP-MR: 84\r\nX-SMS-Status-Report-Request: no\r\n\r\nx";
-        assert_eq!(report_request(yes), Some(84));
+        assert_eq!(report_request(yes), Some((84, None)));
         assert_eq!(report_request(no), None);
         assert_eq!(report_request(b"Subject: x\r\n\r\n"), None);
     }

@@ -16,13 +16,14 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::{EmailMode, SipTransport};
+use crate::identity::HandsetKey;
 use crate::registry::{Binding, Subscriber};
 
 /// The kind of a recipient address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dest {
-    /// A handset in one of our SMS domains: the number (digits) or `IMSI<digits>`.
-    Handset(String),
+    /// A handset in one of our SMS domains: the number or the IMSI.
+    Handset(HandsetKey),
     /// Mail for another domain (lower-case, no trailing dot).
     Mail {
         /// The domain.
@@ -30,7 +31,8 @@ pub enum Dest {
     },
 }
 
-/// Classifies a recipient address; `None` when it has no usable domain.
+/// Classifies a recipient address; `None` when it has no usable domain, or names no handset
+/// in one of our SMS domains (a bad address: the caller bounces it, 5.1.3).
 pub fn classify(address: &str, local_domains: &[String]) -> Option<Dest> {
     let (local, domain) = address.rsplit_once('@')?;
     let domain = domain
@@ -44,23 +46,15 @@ pub fn classify(address: &str, local_domains: &[String]) -> Option<Dest> {
         .iter()
         .any(|d| d.eq_ignore_ascii_case(&domain))
     {
-        return Some(Dest::Handset(handset_key(local)));
+        return HandsetKey::parse(local).ok().map(Dest::Handset);
     }
     Some(Dest::Mail { domain })
-}
-
-/// The canonical name of a handset: digits without `+`, or `IMSI<digits>`.
-pub fn handset_key(local: &str) -> String {
-    if local.len() > 4 && local[..4].eq_ignore_ascii_case("IMSI") {
-        return format!("IMSI{}", &local[4..]);
-    }
-    local.strip_prefix('+').unwrap_or(local).to_string()
 }
 
 /// The key that serialises deliveries to one handset (one MESSAGE outstanding at a time).
 pub fn serial_key(address: &str, local_domains: &[String]) -> Option<String> {
     match classify(address, local_domains)? {
-        Dest::Handset(k) => Some(k),
+        Dest::Handset(k) => Some(k.to_string()),
         Dest::Mail { .. } => None,
     }
 }
@@ -116,24 +110,26 @@ pub struct Bts {
 }
 
 /// Routes a text for handset `key`, given what the registry says: the subscriber (by number,
-/// or none) and the live bindings of its address of record, newest first.
+/// or none), the live bindings of its address of record, newest first, and the BTS the
+/// handset last registered at (the OpenBTS registry's `sip_buddies.ipaddr` / `port`), if
+/// known. The newest IP binding wins, then that BTS, then `[delivery] bts`.
 ///
 /// # Errors
 /// [`NoRoute`] for an unknown or disabled subscriber (a number must be provisioned; an
 /// `IMSI<digits>` handset needs no subscriber: the BTS knows it by IMSI).
 pub fn handset(
-    key: &str,
+    key: &HandsetKey,
     subscriber: Option<&Subscriber>,
     bindings: &[Binding],
+    location: Option<SocketAddr>,
     bts: Bts,
     email_mode: EmailMode,
 ) -> Result<HandsetRoute, NoRoute> {
-    let by_imsi = key.strip_prefix("IMSI");
-    let imsi = match (subscriber, by_imsi) {
+    let imsi = match (subscriber, key) {
         (Some(s), _) if !s.enabled => return Err(NoRoute::Disabled(key.to_string())),
         (Some(s), _) => s.imsi.clone(),
-        (None, Some(i)) => Some(i.to_string()),
-        (None, None) => return Err(NoRoute::Unknown(key.to_string())),
+        (None, HandsetKey::Imsi(i)) => Some(i.digits().to_string()),
+        (None, HandsetKey::Number(_)) => return Err(NoRoute::Unknown(key.to_string())),
     };
     let email = subscriber.and_then(|s| s.email.clone());
     let forward = email.is_some() && email_mode == EmailMode::Forward;
@@ -146,9 +142,10 @@ pub fn handset(
                     Some(i) => format!("IMSI{i}"),
                     None => key.to_string(),
                 };
+                let addr = location.unwrap_or(bts.addr);
                 SipTarget {
-                    uri: format!("sip:{user}@{}", host_port(bts.addr)),
-                    addr: bts.addr,
+                    uri: format!("sip:{user}@{}", host_port(addr)),
+                    addr,
                     transport: bts.transport,
                 }
             })
@@ -203,6 +200,10 @@ pub fn contact_target(contact: &str) -> Option<SipTarget> {
 mod tests {
     use super::*;
 
+    fn key(s: &str) -> HandsetKey {
+        HandsetKey::parse(s).unwrap()
+    }
+
     fn domains() -> Vec<String> {
         vec!["sms.example.org".into(), "sms.localhost".into()]
     }
@@ -228,16 +229,19 @@ mod tests {
         let table: &[(&str, Option<Dest>)] = &[
             (
                 "15551234567@sms.example.org",
-                Some(Dest::Handset("15551234567".into())),
+                Some(Dest::Handset(key("15551234567"))),
             ),
             (
                 "+15551234567@SMS.Example.ORG.",
-                Some(Dest::Handset("15551234567".into())),
+                Some(Dest::Handset(key("15551234567"))),
             ),
             (
                 "imsi001010000000001@sms.localhost",
-                Some(Dest::Handset("IMSI001010000000001".into())),
+                Some(Dest::Handset(key("IMSI001010000000001"))),
             ),
+            ("abc\u{e9}@sms.example.org", None),
+            ("IMS\u{e9}1@sms.example.org", None),
+            ("alice@sms.example.org", None),
             (
                 "alice@Example.org",
                 Some(Dest::Mail {
@@ -257,9 +261,10 @@ mod tests {
     #[test]
     fn handset_without_registration_goes_to_the_bts_by_imsi() {
         let r = handset(
-            "15551234567",
+            &key("15551234567"),
             Some(&sub(None, true)),
             &[],
+            None,
             bts(),
             EmailMode::Copy,
         )
@@ -288,9 +293,10 @@ mod tests {
             },
         ];
         let r = handset(
-            "15551234567",
+            &key("15551234567"),
             Some(&sub(None, true)),
             &b,
+            None,
             bts(),
             EmailMode::Copy,
         )
@@ -304,22 +310,39 @@ mod tests {
     #[test]
     fn email_copy_and_forward() {
         let s = sub(Some("bob@example.org"), true);
-        let copy = handset("15551234567", Some(&s), &[], bts(), EmailMode::Copy).unwrap();
+        let copy = handset(
+            &key("15551234567"),
+            Some(&s),
+            &[],
+            None,
+            bts(),
+            EmailMode::Copy,
+        )
+        .unwrap();
         assert!(copy.sip.is_some());
         assert_eq!(copy.email.as_deref(), Some("bob@example.org"));
-        let fwd = handset("15551234567", Some(&s), &[], bts(), EmailMode::Forward).unwrap();
+        let fwd = handset(
+            &key("15551234567"),
+            Some(&s),
+            &[],
+            None,
+            bts(),
+            EmailMode::Forward,
+        )
+        .unwrap();
         assert_eq!(fwd.sip, None);
         assert_eq!(fwd.email.as_deref(), Some("bob@example.org"));
     }
 
     #[test]
     fn unknown_and_disabled_subscribers_are_permanent_failures() {
-        let e = handset("15550000000", None, &[], bts(), EmailMode::Copy).unwrap_err();
+        let e = handset(&key("15550000000"), None, &[], None, bts(), EmailMode::Copy).unwrap_err();
         assert_eq!(e.status(), "5.1.1");
         let e = handset(
-            "15551234567",
+            &key("15551234567"),
             Some(&sub(None, false)),
             &[],
+            None,
             bts(),
             EmailMode::Copy,
         )
@@ -329,8 +352,45 @@ mod tests {
 
     #[test]
     fn imsi_handset_needs_no_subscriber() {
-        let r = handset("IMSI001010000000009", None, &[], bts(), EmailMode::Copy).unwrap();
+        let r = handset(
+            &key("IMSI001010000000009"),
+            None,
+            &[],
+            None,
+            bts(),
+            EmailMode::Copy,
+        )
+        .unwrap();
         assert_eq!(r.sip.unwrap().uri, "sip:IMSI001010000000009@127.0.0.1:5062");
+    }
+
+    #[test]
+    fn handset_goes_to_the_bts_it_last_registered_at() {
+        let at: SocketAddr = "127.0.0.3:5062".parse().unwrap();
+        let r = handset(
+            &key("15551234567"),
+            Some(&sub(None, true)),
+            &[],
+            Some(at),
+            bts(),
+            EmailMode::Copy,
+        )
+        .unwrap();
+        let t = r.sip.unwrap();
+        assert_eq!(t.addr, at);
+        assert_eq!(t.uri, "sip:IMSI001010000000001@127.0.0.3:5062");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn routing_never_panics_on_arbitrary_unicode(local in "\\PC{0,24}", domain in "(sms\\.example\\.org|example\\.com|\\PC{0,8})") {
+            let addr = format!("{local}@{domain}");
+            if let Some(Dest::Handset(k)) = classify(&addr, &domains()) {
+                let _ = handset(&k, None, &[], None, bts(), EmailMode::Copy);
+            }
+            let _ = serial_key(&addr, &domains());
+            let _ = contact_target(&local);
+        }
     }
 
     #[test]

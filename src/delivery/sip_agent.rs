@@ -119,7 +119,12 @@ impl SipAgent {
             t2: Duration::from_secs(4).max(cfg.sip.t1.0),
             timer_f: cfg.sip.timer_f.0,
         };
-        let client = SipClient::bind(SocketAddr::new(cfg.sip.listen.ip(), 0), timers).await?;
+        let client = SipClient::bind_advertising(
+            SocketAddr::new(cfg.sip.listen.ip(), 0),
+            timers,
+            cfg.sip.advertise,
+        )
+        .await?;
         Ok(SipAgent {
             client,
             limit: Semaphore::new(d.max_sip),
@@ -169,7 +174,7 @@ impl SipAgent {
         let from = format!("sip:{}@{}", content.originator, self.domain);
         for (ctype, body) in parts {
             let call_id = self.client.call_id();
-            let tag = call_id.split('@').next().unwrap_or("t").to_string();
+            let tag = self.client.from_tag();
             let req = message_request(
                 &target.uri,
                 &from,

@@ -10,11 +10,16 @@
 //!
 //! Standards: RFC 3261 10.3 (registrar behaviour: bindings, expiry, `*`).
 
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
+
+use crate::identity::{Imsi, Msisdn};
 
 const SCHEMA: &str = include_str!("schema.sql");
 
@@ -60,36 +65,66 @@ pub struct Binding {
     pub expires: u64,
 }
 
-/// Checks an MSISDN (1-15 digits, optional '+', which is dropped).
+/// Checks an MSISDN (1-15 digits, optional '+', which is dropped): [`Msisdn::parse`].
 ///
 /// # Errors
 /// [`RegistryError::Invalid`].
 pub fn normalize_msisdn(s: &str) -> Result<String, RegistryError> {
-    let d = s.trim().strip_prefix('+').unwrap_or(s.trim());
-    if d.is_empty() || d.len() > 15 || !d.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(RegistryError::Invalid(format!(
-            "{s:?} is not a phone number (1-15 digits)"
-        )));
-    }
-    Ok(d.to_string())
+    Msisdn::parse(s)
+        .map(|m| m.digits().to_string())
+        .map_err(|e| RegistryError::Invalid(e.to_string()))
 }
 
-/// Checks an IMSI (6-15 digits; an `IMSI` prefix is dropped).
+/// Checks an IMSI (6-15 digits; an `IMSI` prefix is dropped): [`Imsi::parse`].
 ///
 /// # Errors
 /// [`RegistryError::Invalid`].
 pub fn normalize_imsi(s: &str) -> Result<String, RegistryError> {
-    let d = s.trim();
-    let d = d
-        .strip_prefix("IMSI")
-        .or_else(|| d.strip_prefix("imsi"))
-        .unwrap_or(d);
-    if d.len() < 6 || d.len() > 15 || !d.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(RegistryError::Invalid(format!(
-            "{s:?} is not an IMSI (6-15 digits)"
-        )));
+    Imsi::parse(s)
+        .map(|i| i.digits().to_string())
+        .map_err(|e| RegistryError::Invalid(e.to_string()))
+}
+
+/// Whether an SQLite error means "this OpenBTS database has no such table or column" (their
+/// schemas differ): not found, where anything else (busy, locked, I/O) is an error.
+fn is_schema_miss(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(_, Some(m)) if m.starts_with("no such "))
+}
+
+/// The BTS address in a `sip_buddies` row: `ipaddr` (an IP literal) and `port` (text or
+/// integer; empty, 0 or missing means `default_port`, OpenBTS's `SIP.Default.BTSPort`).
+pub fn bts_location(
+    ipaddr: Option<&str>,
+    port: Option<i64>,
+    default_port: u16,
+) -> Option<SocketAddr> {
+    let ip: IpAddr = ipaddr?.trim().parse().ok()?;
+    if ip.is_unspecified() {
+        return None;
     }
-    Ok(d.to_string())
+    let port = port
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p != 0)
+        .unwrap_or(default_port);
+    Some(SocketAddr::new(ip, port))
+}
+
+/// A `sip_buddies` column that may hold an integer or its text.
+fn int_column(v: rusqlite::types::ValueRef<'_>) -> Option<i64> {
+    match v {
+        rusqlite::types::ValueRef::Integer(i) => Some(i),
+        rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A `sip_buddies` column that may hold text (or NULL).
+fn text_column(v: rusqlite::types::ValueRef<'_>) -> Option<String> {
+    match v {
+        rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok().map(str::to_string),
+        rusqlite::types::ValueRef::Integer(i) => Some(i.to_string()),
+        _ => None,
+    }
 }
 
 /// The database, used on one thread.
@@ -113,6 +148,19 @@ impl Db {
     /// # Errors
     /// [`RegistryError::Sqlite`].
     pub fn open(path: &Path, openbts: Option<&Path>) -> Result<Db, RegistryError> {
+        Db::open_with(path, openbts, OPENBTS_BUSY_TIMEOUT)
+    }
+
+    /// As [`Db::open`], waiting at most `busy` for a lock on the OpenBTS database (sipauthserve
+    /// writes it while handsets register); past that a lookup is a temporary error.
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`].
+    pub fn open_with(
+        path: &Path,
+        openbts: Option<&Path>,
+        busy: Duration,
+    ) -> Result<Db, RegistryError> {
         let p = path.display().to_string();
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
@@ -135,10 +183,7 @@ impl Db {
             .map_err(sql_err(&p))?;
         conn.execute_batch(SCHEMA).map_err(sql_err(&p))?;
         let openbts = match openbts {
-            Some(o) => Some(
-                Connection::open_with_flags(o, OpenFlags::SQLITE_OPEN_READ_ONLY)
-                    .map_err(sql_err(&o.display().to_string()))?,
-            ),
+            Some(o) => Some(open_openbts(o, busy)?),
             None => None,
         };
         Ok(Db {
@@ -172,13 +217,50 @@ impl Db {
     }
 
     /// One text value from the OpenBTS database. OpenBTS databases differ (some lack
-    /// `dialdata_table`), so a query that fails there means "not found", never an error.
-    fn openbts_text(&self, sql: &str, key: &str) -> Option<String> {
-        self.openbts
-            .as_ref()?
-            .query_row(sql, [key], |r| r.get::<_, String>(0))
-            .ok()
-            .filter(|v| !v.is_empty())
+    /// `dialdata_table`), so a missing table or column means "not found"; a busy or locked
+    /// database, or any other failure, is an error (temporary: the caller retries).
+    fn openbts_text(&self, sql: &str, key: &str) -> Result<Option<String>, RegistryError> {
+        let Some(c) = self.openbts.as_ref() else {
+            return Ok(None);
+        };
+        match c.query_row(sql, [key], |r| Ok(text_column(r.get_ref(0)?))) {
+            Ok(v) => Ok(v.filter(|v| !v.trim().is_empty())),
+            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+            Err(e) if is_schema_miss(&e) => Ok(None),
+            Err(source) => Err(RegistryError::Sqlite {
+                path: "OpenBTS registry".into(),
+                source,
+            }),
+        }
+    }
+
+    /// The BTS the handset with this IMSI last registered at, from the OpenBTS registry
+    /// (`sip_buddies.ipaddr`, `port`); `None` without an OpenBTS registry or an address.
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`] when the OpenBTS database cannot be read (busy, locked).
+    pub fn openbts_location(
+        &self,
+        imsi: &Imsi,
+        default_port: u16,
+    ) -> Result<Option<SocketAddr>, RegistryError> {
+        let Some(c) = self.openbts.as_ref() else {
+            return Ok(None);
+        };
+        let row = c.query_row(
+            "SELECT ipaddr, port FROM sip_buddies WHERE name = ?1",
+            [imsi.name()],
+            |r| Ok((text_column(r.get_ref(0)?), int_column(r.get_ref(1)?))),
+        );
+        match row {
+            Ok((ip, port)) => Ok(bts_location(ip.as_deref(), port, default_port)),
+            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+            Err(e) if is_schema_miss(&e) => Ok(None),
+            Err(source) => Err(RegistryError::Sqlite {
+                path: "OpenBTS registry".into(),
+                source,
+            }),
+        }
     }
 
     /// The subscriber with this IMSI (ours first, then OpenBTS's).
@@ -190,17 +272,21 @@ impl Db {
             return Ok(Some(s));
         }
         let name = format!("IMSI{imsi}");
-        let msisdn = self
-            .openbts_text("SELECT callerid FROM sip_buddies WHERE name = ?1", &name)
-            .or_else(|| {
-                self.openbts_text("SELECT exten FROM dialdata_table WHERE dial = ?1", &name)
-            });
-        Ok(msisdn.map(|m| Subscriber {
-            msisdn: m.trim_start_matches('+').to_string(),
-            imsi: Some(imsi.to_string()),
-            email: None,
-            enabled: true,
-        }))
+        let msisdn = match self
+            .openbts_text("SELECT callerid FROM sip_buddies WHERE name = ?1", &name)?
+        {
+            Some(m) => Some(m),
+            None => self.openbts_text("SELECT exten FROM dialdata_table WHERE dial = ?1", &name)?,
+        };
+        // A caller ID that is not a number is no subscriber number.
+        Ok(msisdn
+            .and_then(|m| Msisdn::parse(&m).ok())
+            .map(|m| Subscriber {
+                msisdn: m.digits().to_string(),
+                imsi: Some(imsi.to_string()),
+                email: None,
+                enabled: true,
+            }))
     }
 
     /// The subscriber with this MSISDN (ours first, then OpenBTS's).
@@ -211,10 +297,17 @@ impl Db {
         if let Some(s) = self.ours("msisdn", msisdn)? {
             return Ok(Some(s));
         }
-        let dial = self.openbts_text("SELECT dial FROM dialdata_table WHERE exten = ?1", msisdn);
-        Ok(dial.map(|d| Subscriber {
+        let dial =
+            match self.openbts_text("SELECT dial FROM dialdata_table WHERE exten = ?1", msisdn)? {
+                Some(d) => Some(d),
+                None => {
+                    self.openbts_text("SELECT name FROM sip_buddies WHERE callerid = ?1", msisdn)?
+                }
+            };
+        // OpenBTS's dial column holds IMSI<digits>; anything else routes nowhere.
+        Ok(dial.and_then(|d| Imsi::from_name(&d)).map(|i| Subscriber {
             msisdn: msisdn.to_string(),
-            imsi: Some(d.trim_start_matches("IMSI").to_string()),
+            imsi: Some(i.digits().to_string()),
             email: None,
             enabled: true,
         }))
@@ -326,6 +419,56 @@ impl Db {
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
+    /// Records MESSAGEs answered 2xx (Call-ID, CSeq, From tag, end of the duplicate window)
+    /// and forgets those whose window has ended, in one transaction.
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`].
+    pub fn save_seen(
+        &mut self,
+        seen: &[(String, u32, String, u64)],
+        now: u64,
+    ) -> Result<(), RegistryError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(sql_err(&path))?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO seen_messages (call_id, cseq, from_tag, expires) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sql_err(&path))?;
+            for (c, n, t, e) in seen {
+                st.execute(params![c, n, t, *e as i64])
+                    .map_err(sql_err(&path))?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM seen_messages WHERE expires <= ?1",
+            [now as i64],
+        )
+        .map_err(sql_err(&path))?;
+        tx.commit().map_err(sql_err(&path))
+    }
+
+    /// The MESSAGEs whose duplicate window is still open at `now`.
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`].
+    pub fn seen(&self, now: u64) -> Result<Vec<(String, u32, String, u64)>, RegistryError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT call_id, cseq, from_tag, expires FROM seen_messages WHERE expires > ?1",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([now as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u64))
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
     /// Stores one part of a concatenated SMS (durably); returns every part of that message
     /// stored so far, by sequence number. A part already stored is left as it was.
     ///
@@ -390,6 +533,124 @@ impl Db {
     }
 }
 
+/// How long a lookup waits for a lock on the OpenBTS database by default.
+pub const OPENBTS_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Opens the OpenBTS database read-only, waiting at most `busy` for its locks.
+fn open_openbts(path: &Path, busy: Duration) -> Result<Connection, RegistryError> {
+    let p = path.display().to_string();
+    let c =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql_err(&p))?;
+    c.busy_timeout(busy).map_err(sql_err(&p))?;
+    Ok(c)
+}
+
+/// One `sip_buddies` row as the watcher compares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BuddyState {
+    ipaddr: Option<String>,
+    port: Option<i64>,
+    reg_time: Option<i64>,
+}
+
+/// A handset the OpenBTS registry shows as having just registered (its row changed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    /// The IMSI.
+    pub imsi: Imsi,
+    /// Its caller ID, when it is a number.
+    pub msisdn: Option<Msisdn>,
+}
+
+/// Watches the OpenBTS registry for registrations. sipauthserve rewrites a handset's
+/// `sip_buddies` row (`ipaddr`, `port`, `regTime`) each time OpenBTS registers it; smsmta is
+/// never told, so it looks: `PRAGMA data_version` (one page read, no table scan) every poll,
+/// and only when another connection has committed, one scan of the rows, compared with the
+/// last. Read-only; busy or missing databases are skipped until the next poll.
+pub struct Watcher {
+    conn: Connection,
+    version: Option<i64>,
+    rows: HashMap<String, BuddyState>,
+}
+
+impl Watcher {
+    /// Opens the OpenBTS database read-only and takes the first snapshot (no changes are
+    /// reported for what is already there).
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`] when it cannot be opened.
+    pub fn open(path: &Path) -> Result<Watcher, RegistryError> {
+        let conn = open_openbts(path, Duration::from_millis(100))?;
+        let mut w = Watcher {
+            conn,
+            version: None,
+            rows: HashMap::new(),
+        };
+        let _ = w.poll();
+        Ok(w)
+    }
+
+    /// The handsets whose row changed (or appeared) since the last poll.
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`] when the database is busy or unreadable now.
+    pub fn poll(&mut self) -> Result<Vec<Attached>, RegistryError> {
+        let err = |source| RegistryError::Sqlite {
+            path: "OpenBTS registry".into(),
+            source,
+        };
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(err)?;
+        let first = self.version.is_none();
+        if self.version == Some(version) {
+            return Ok(Vec::new());
+        }
+        let mut st = self
+            .conn
+            .prepare("SELECT name, callerid, ipaddr, port, regTime FROM sip_buddies")
+            .map_err(err)?;
+        let mut now: HashMap<String, BuddyState> = HashMap::new();
+        let mut callerids: HashMap<String, Option<String>> = HashMap::new();
+        let mut q = st.query([]).map_err(err)?;
+        while let Some(r) = q.next().map_err(err)? {
+            let Some(name) = text_column(r.get_ref(0).map_err(err)?) else {
+                continue;
+            };
+            let state = BuddyState {
+                ipaddr: text_column(r.get_ref(2).map_err(err)?),
+                port: int_column(r.get_ref(3).map_err(err)?),
+                reg_time: int_column(r.get_ref(4).map_err(err)?),
+            };
+            callerids.insert(name.clone(), text_column(r.get_ref(1).map_err(err)?));
+            now.insert(name, state);
+        }
+        drop(q);
+        drop(st);
+        let mut changed = Vec::new();
+        if !first {
+            for (name, state) in &now {
+                if self.rows.get(name) == Some(state) {
+                    continue;
+                }
+                let Some(imsi) = Imsi::from_name(name) else {
+                    continue;
+                };
+                let msisdn = callerids
+                    .get(name)
+                    .cloned()
+                    .flatten()
+                    .and_then(|c| Msisdn::parse(&c).ok());
+                changed.push(Attached { imsi, msisdn });
+            }
+        }
+        self.rows = now;
+        self.version = Some(version);
+        Ok(changed)
+    }
+}
+
 type Job = Box<dyn FnOnce(&mut Db) + Send>;
 
 /// A handle to the registry thread. Cheap to clone.
@@ -410,7 +671,19 @@ impl Registry {
     /// # Errors
     /// [`RegistryError`] when the database cannot be opened.
     pub fn open(path: PathBuf, openbts: Option<PathBuf>) -> Result<Registry, RegistryError> {
-        let mut db = Db::open(&path, openbts.as_deref())?;
+        Registry::open_with(path, openbts, OPENBTS_BUSY_TIMEOUT)
+    }
+
+    /// As [`Registry::open`], with the OpenBTS database's busy timeout.
+    ///
+    /// # Errors
+    /// [`RegistryError`] when the database cannot be opened.
+    pub fn open_with(
+        path: PathBuf,
+        openbts: Option<PathBuf>,
+        busy: Duration,
+    ) -> Result<Registry, RegistryError> {
+        let mut db = Db::open_with(&path, openbts.as_deref(), busy)?;
         // Bounded: a burst of requests waits for the thread instead of growing memory.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(4096);
         std::thread::Builder::new()

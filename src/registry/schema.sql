@@ -21,4 +21,12 @@ CREATE TABLE IF NOT EXISTS sms_parts (
     PRIMARY KEY (key, seq)
 );
 CREATE INDEX IF NOT EXISTS sms_parts_first_seen ON sms_parts (first_seen);
-PRAGMA user_version = 1;
+CREATE TABLE IF NOT EXISTS seen_messages (
+    call_id  TEXT NOT NULL,              -- a MESSAGE answered 2xx: its Call-ID,
+    cseq     INTEGER NOT NULL,           -- CSeq number
+    from_tag TEXT NOT NULL,              -- and From tag
+    expires  INTEGER NOT NULL,           -- end of its duplicate window, seconds since the epoch
+    PRIMARY KEY (call_id, cseq, from_tag)
+);
+CREATE INDEX IF NOT EXISTS seen_messages_expires ON seen_messages (expires);
+PRAGMA user_version = 2;

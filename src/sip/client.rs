@@ -7,11 +7,18 @@
 //! transaction by the branch of the top Via, which the client sets. Over TCP there are no
 //! retransmissions; Timer F still bounds the wait.
 //!
-//! **Trust.** Responses are untrusted input, parsed by the pure parser; a response that does
-//! not match a transaction in progress is dropped.
+//! **Via.** The Via (and the Contact) name the address the peer can answer to: the bound
+//! address, or on a wildcard listener (`0.0.0.0`, `::`) `[sip] advertise` when set, else the
+//! source address the kernel picks towards that peer (OpenBTS answers to the Via host as
+//! written, so `0.0.0.0` there would lose every answer).
+//!
+//! **Trust.** Responses are untrusted input, parsed by the pure parser; a response is taken
+//! only from the address its request was sent to and only with the transaction's branch
+//! (64 random bits and a counter, as are the Call-ID and the From tag: an off-path host can
+//! neither guess nor forge them). Anything else is dropped.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,17 +48,46 @@ pub enum ClientError {
     BadResponse(&'static str),
 }
 
-type Pending = Arc<Mutex<HashMap<String, mpsc::Sender<Response>>>>;
+/// Transactions in progress: branch -> (where the request went, who waits for the answer).
+type Pending = Arc<Mutex<HashMap<String, (SocketAddr, mpsc::Sender<Response>)>>>;
 
 /// A SIP client bound to one local UDP socket.
 pub struct SipClient {
     socket: Arc<UdpSocket>,
     local: SocketAddr,
+    advertise: Option<IpAddr>,
+    sources: Mutex<HashMap<IpAddr, IpAddr>>,
     pending: Pending,
     timers: ClientTimers,
     counter: AtomicU64,
     tag: u64,
     receiver: JoinHandle<()>,
+}
+
+/// 64 bits from the operating system's random source (time and pid only if it fails, which
+/// on Linux it does not after boot).
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::getrandom(&mut b).is_ok() {
+        return u64::from_le_bytes(b);
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ u64::from(std::process::id()).rotate_left(32)
+}
+
+/// The source address the kernel would use towards `dest` (a connected UDP socket sends
+/// nothing).
+fn route_source(dest: SocketAddr) -> Option<IpAddr> {
+    let any: SocketAddr = match dest {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    };
+    let s = std::net::UdpSocket::bind(any).ok()?;
+    s.connect(dest).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
 }
 
 impl std::fmt::Debug for SipClient {
@@ -66,7 +102,7 @@ impl Drop for SipClient {
     }
 }
 
-fn lock(p: &Pending) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Response>>> {
+fn lock<T>(p: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match p.lock() {
         Ok(g) => g,
         Err(e) => e.into_inner(),
@@ -79,6 +115,19 @@ impl SipClient {
     /// # Errors
     /// When the socket cannot be bound.
     pub async fn bind(local: SocketAddr, timers: ClientTimers) -> std::io::Result<SipClient> {
+        SipClient::bind_advertising(local, timers, None).await
+    }
+
+    /// As [`SipClient::bind`]; on a wildcard address, Via and Contact name `advertise` when
+    /// given.
+    ///
+    /// # Errors
+    /// When the socket cannot be bound.
+    pub async fn bind_advertising(
+        local: SocketAddr,
+        timers: ClientTimers,
+        advertise: Option<IpAddr>,
+    ) -> std::io::Result<SipClient> {
         let socket = Arc::new(UdpSocket::bind(local).await?);
         let local = socket.local_addr()?;
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
@@ -99,22 +148,23 @@ impl SipClient {
                     let branch = response_branch(&resp);
                     let tx = branch.and_then(|b| lock(&pending).get(&b).cloned());
                     match tx {
-                        Some(tx) => {
+                        Some((to, tx)) if to == peer => {
                             let _ = tx.try_send(resp);
+                        }
+                        Some((to, _)) => {
+                            debug!(%peer, "sip client: response for a request to {to} came from elsewhere; dropped")
                         }
                         None => debug!(%peer, "sip client: response matches no transaction"),
                     }
                 }
             })
         };
-        let tag = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-            ^ u64::from(std::process::id());
+        let tag = random_u64();
         Ok(SipClient {
             socket,
             local,
+            advertise,
+            sources: Mutex::new(HashMap::new()),
             pending,
             timers,
             counter: AtomicU64::new(0),
@@ -123,20 +173,65 @@ impl SipClient {
         })
     }
 
-    /// The local UDP address (what the Via says).
+    /// The local UDP address the socket is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
-    fn branch(&self) -> String {
+    /// The address a peer at `dest` can answer to: the bound address, or on a wildcard
+    /// listener `advertise`, else the kernel's source address towards `dest`.
+    pub fn sent_by(&self, dest: SocketAddr) -> SocketAddr {
+        if !self.local.ip().is_unspecified() {
+            return self.local;
+        }
+        if let Some(ip) = self.advertise {
+            return SocketAddr::new(ip, self.local.port());
+        }
+        let cached = lock(&self.sources).get(&dest.ip()).copied();
+        let ip = match cached {
+            Some(ip) => ip,
+            None => {
+                let ip = route_source(dest).unwrap_or(match dest {
+                    SocketAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
+                    SocketAddr::V6(_) => IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]),
+                });
+                let mut m = lock(&self.sources);
+                if m.len() >= 4096 {
+                    m.clear();
+                }
+                m.insert(dest.ip(), ip);
+                ip
+            }
+        };
+        SocketAddr::new(ip, self.local.port())
+    }
+
+    /// 64 random bits and a counter, in hex: unique and unguessable.
+    fn token(&self) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("z9hG4bK{:x}{n:x}", self.tag & 0xFFFF_FFFF)
+        format!("{:016x}{:x}", random_u64() ^ self.tag, n)
+    }
+
+    fn branch(&self) -> String {
+        format!("z9hG4bK{}", self.token())
+    }
+
+    /// A fresh From tag.
+    pub fn from_tag(&self) -> String {
+        self.token()
     }
 
     /// A fresh Call-ID.
     pub fn call_id(&self) -> String {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{:x}{n:x}@{}", self.tag, self.local.ip())
+        format!("{}@{}", self.token(), host(self.sent_by_host()))
+    }
+
+    fn sent_by_host(&self) -> IpAddr {
+        match (self.local.ip().is_unspecified(), self.advertise) {
+            (false, _) => self.local.ip(),
+            (true, Some(ip)) => ip,
+            (true, None) => self.local.ip(),
+        }
     }
 
     /// Sends `req` to `dest` and waits for its final response (2xx-6xx). The Via is set here.
@@ -155,12 +250,27 @@ impl SipClient {
             Transport::Tcp => "TCP",
         };
         req.headers.remove("Via");
+        req.headers.remove("Contact");
+        let sent_by = self.sent_by(dest);
         let mut headers = Headers::default();
         headers.push(
             "Via",
-            format!("SIP/2.0/{proto} {};branch={branch};rport", self.local),
+            format!(
+                "SIP/2.0/{proto} {};branch={branch};rport",
+                host_port(sent_by)
+            ),
         );
+        let user = req
+            .from()
+            .and_then(|f| message::Uri::parse(&f.uri))
+            .map(|u| u.user)
+            .filter(|u| !u.is_empty());
+        let contact = match user {
+            Some(u) => format!("<sip:{u}@{}>", host_port(sent_by)),
+            None => format!("<sip:{}>", host_port(sent_by)),
+        };
         headers.0.extend(req.headers.0);
+        headers.push("Contact", contact);
         req.headers = headers;
         if req.headers.get("Max-Forwards").is_none() {
             req.headers.push("Max-Forwards", "70");
@@ -179,7 +289,7 @@ impl SipClient {
         dest: SocketAddr,
     ) -> Result<Response, ClientError> {
         let (tx, mut rx) = mpsc::channel(8);
-        lock(&self.pending).insert(branch.to_string(), tx);
+        lock(&self.pending).insert(branch.to_string(), (dest, tx));
         let result = async {
             self.socket.send_to(bytes, dest).await?;
             let deadline = tokio::time::Instant::now() + self.timers.timer_f;
@@ -208,6 +318,19 @@ impl SipClient {
         lock(&self.pending).remove(branch);
         result
     }
+}
+
+/// An IP address as a URI host (IPv6 in brackets).
+fn host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// An address as a URI host:port.
+fn host_port(a: SocketAddr) -> String {
+    format!("{}:{}", host(a.ip()), a.port())
 }
 
 fn response_branch(resp: &Response) -> Option<String> {

@@ -8,4 +8,5 @@ pub mod client;
 pub mod listener;
 pub mod message;
 pub mod service;
+pub mod short_code;
 pub mod transaction;

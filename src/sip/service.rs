@@ -29,12 +29,15 @@ use std::time::Instant;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::message::{self, Message, NameAddr, Parsed, Request, Response, Uri};
-use super::transaction::{self, Seen, ServerTable};
-use crate::config::{self, Config, UnknownImsi};
+use super::short_code;
+use super::transaction::{self, DedupKey, Seen, ServerTable};
+use crate::config::{self, Config, ShortCode, ShortService, UnknownImsi};
+use crate::identity::{HandsetKey, Msisdn};
 use crate::mail::from_sms::{self, SmsMail};
 use crate::registry::{self, Registry};
 use crate::sms::rp::RpMessage;
@@ -74,8 +77,16 @@ pub struct Reachable {
 }
 
 const ALLOW: &str = "MESSAGE, REGISTER, OPTIONS";
+const ALLOW_NO_REGISTER: &str = "MESSAGE, OPTIONS";
 const ACCEPT: &str = "text/plain, application/vnd.3gpp.sms";
 const GAP_MARK: &str = "[...]";
+/// MESSAGEs waiting to enter the durable duplicate window, at most.
+const SEEN_QUEUE: usize = 8192;
+
+fn seen_row((k, until): (DedupKey, u64)) -> (String, u32, String, u64) {
+    let (c, n, t) = k.parts();
+    (c.to_string(), n, t.to_string(), until)
+}
 
 /// A refusal: status and reason phrase.
 type Refusal = (u16, String);
@@ -106,6 +117,8 @@ pub struct Service {
     reachable: broadcast::Sender<Reachable>,
     table: Mutex<ServerTable>,
     tag: String,
+    seen_tx: mpsc::Sender<(DedupKey, u64)>,
+    seen_rx: Mutex<Option<mpsc::Receiver<(DedupKey, u64)>>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -117,6 +130,11 @@ impl std::fmt::Debug for Service {
 struct Sender {
     address: String,
     imsi: Option<String>,
+    /// The sender's number, when it has one.
+    number: Option<String>,
+    /// An IMSI the registry does not know, with `unknown_imsi = "reject"`: refused unless
+    /// it texts the registration short code.
+    unknown: bool,
 }
 
 impl Service {
@@ -130,7 +148,8 @@ impl Service {
     ) -> Service {
         let t1 = cfg.sip.t1.0;
         let table = ServerTable::new(t1 * 64, cfg.sip.dedup_window.0, 200_000);
-        let tag = format!("smsmta{:x}", std::process::id());
+        let tag = format!("{:016x}", crate::sip::client::random_u64());
+        let (seen_tx, seen_rx) = mpsc::channel(SEEN_QUEUE);
         Service {
             cfg,
             writer,
@@ -138,6 +157,75 @@ impl Service {
             reachable,
             table: Mutex::new(table),
             tag,
+            seen_tx,
+            seen_rx: Mutex::new(Some(seen_rx)),
+        }
+    }
+
+    /// Puts the MESSAGEs accepted before a restart back into the duplicate window (from the
+    /// registry's `seen_messages`), so that a BTS resending one after the restart gets 202
+    /// and not a second SMS. Call before the listeners start.
+    pub async fn restore_seen(&self) {
+        let now = now_unix();
+        match self.registry.call(move |db| db.seen(now)).await {
+            Ok(rows) => {
+                let n = rows.len();
+                let at = Instant::now();
+                let mut t = self.table();
+                for (call_id, cseq, from_tag, expires) in rows {
+                    let left = std::time::Duration::from_secs(expires.saturating_sub(now));
+                    t.restore(DedupKey::new(call_id, cseq, from_tag), left, at);
+                }
+                if n > 0 {
+                    info!(
+                        "sip: {n} MESSAGE(s) accepted before the restart are in the duplicate window"
+                    );
+                }
+            }
+            Err(e) => warn!("sip: cannot restore the duplicate window: {e}"),
+        }
+    }
+
+    /// Writes the MESSAGEs answered 2xx to the registry in batches (at most every 50 ms), so the
+    /// duplicate window outlives a restart. Runs until `shutdown`, then writes what is left.
+    pub async fn persist_seen(&self, shutdown: CancellationToken) {
+        let taken = match self.seen_rx.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        let Some(mut rx) = taken else {
+            return;
+        };
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => None,
+                m = rx.recv() => m,
+            };
+            let mut batch: Vec<(String, u32, String, u64)> = Vec::new();
+            let stopping = first.is_none();
+            if let Some(m) = first {
+                batch.push(seen_row(m));
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            while batch.len() < SEEN_QUEUE {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(seen_row(m)),
+                    Err(_) => break,
+                }
+            }
+            if !batch.is_empty() {
+                let now = now_unix();
+                if let Err(e) = self
+                    .registry
+                    .call(move |db| db.save_seen(&batch, now))
+                    .await
+                {
+                    warn!("sip: cannot record the duplicate window: {e}");
+                }
+            }
+            if stopping {
+                return;
+            }
         }
     }
 
@@ -152,6 +240,14 @@ impl Service {
         let mut r = Response::to(req, status, reason, &self.tag);
         r.headers.push("Server", "smsmta");
         r
+    }
+
+    fn allow(&self) -> &'static str {
+        if self.cfg.sip.register {
+            ALLOW
+        } else {
+            ALLOW_NO_REGISTER
+        }
     }
 
     /// The largest body accepted.
@@ -224,23 +320,28 @@ impl Service {
             Seen::New => {}
             Seen::InProgress => return None,
             Seen::Answered(bytes) => return Some(bytes),
+            Seen::Accepted => {
+                info!(%peer, "MESSAGE accepted before the restart sent again: answered, not queued twice");
+                return Some(self.response(&req, 202, "Accepted").to_bytes());
+            }
         }
         let resp = match req.method.as_str() {
             "MESSAGE" => self.message(&req, data, peer, transport).await,
-            "REGISTER" => self.register(&req, peer).await,
+            "REGISTER" if self.cfg.sip.register => self.register(&req, peer).await,
             "OPTIONS" => {
                 let mut r = self.response(&req, 200, "OK");
-                r.headers.push("Allow", ALLOW);
+                r.headers.push("Allow", self.allow());
                 r.headers.push("Accept", ACCEPT);
                 r
             }
             _ => {
                 let mut r = self.response(&req, 405, "Method Not Allowed");
-                r.headers.push("Allow", ALLOW);
+                r.headers.push("Allow", self.allow());
                 r
             }
         };
         let bytes = resp.to_bytes();
+        let durable = (200..300).contains(&resp.status) && req.method == "MESSAGE";
         self.table().answered(
             &tx,
             dedup.as_ref(),
@@ -248,6 +349,11 @@ impl Service {
             bytes.clone(),
             Instant::now(),
         );
+        if durable && let Some(d) = dedup {
+            let until = now_unix() + self.cfg.sip.dedup_window.0.as_secs();
+            // Best effort under overload: a full queue loses only the restart protection.
+            let _ = self.seen_tx.try_send((d, until));
+        }
         Some(bytes)
     }
 
@@ -282,9 +388,9 @@ impl Service {
             return refuse(403, "Forbidden (no sender)");
         };
         let domain = self.cfg.sms_domain();
-        if user.len() > 4 && user[..4].eq_ignore_ascii_case("IMSI") {
-            let imsi =
-                registry::normalize_imsi(&user).or_else(|_| refuse(403, "Forbidden (bad IMSI)"))?;
+        let key = HandsetKey::parse(&user).or_else(|_| refuse(403, "Forbidden (bad sender)"))?;
+        if let HandsetKey::Imsi(imsi) = key {
+            let imsi = imsi.digits().to_string();
             let i2 = imsi.clone();
             let sub = self
                 .registry
@@ -295,27 +401,23 @@ impl Service {
                 (Some(s), _) if s.enabled => Ok(Sender {
                     address: format!("{}@{domain}", s.msisdn),
                     imsi: Some(imsi),
+                    number: Some(s.msisdn),
+                    unknown: false,
                 }),
                 (Some(_), _) => refuse(403, "Forbidden (subscriber disabled)"),
-                (None, UnknownImsi::Accept) => Ok(Sender {
+                (None, policy) => Ok(Sender {
                     address: format!("IMSI{imsi}@{domain}"),
                     imsi: Some(imsi),
+                    number: None,
+                    unknown: policy == UnknownImsi::Reject,
                 }),
-                (None, UnknownImsi::Reject) => refuse(403, "Forbidden (unknown subscriber)"),
             };
         }
-        let local = user.strip_prefix('+').unwrap_or(&user);
-        if local.is_empty()
-            || local.len() > 64
-            || !local
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
-        {
-            return refuse(403, "Forbidden (bad sender)");
-        }
         Ok(Sender {
-            address: format!("{local}@{domain}"),
+            address: format!("{key}@{domain}"),
             imsi: None,
+            number: Some(key.to_string()),
+            unknown: false,
         })
     }
 
@@ -436,6 +538,23 @@ impl Service {
             }
             _ => return refuse(415, "Unsupported Media Type"),
         };
+        // The number the handset sent to: a status report names it, also when the text went
+        // on to an e-mail address (smqueue's "address first" convention).
+        if let Ok(n) = Msisdn::parse(&dest) {
+            facts.push(("TP-DA".into(), n.to_string()));
+        }
+        let code = match &text_or_part {
+            Ok(text) if !starts_with_email(text) => short_code::find(&self.cfg.short_codes, &dest),
+            _ => None,
+        };
+        if sender.unknown && code.is_none_or(|c| c.service != ShortService::Register) {
+            return refuse(403, "Forbidden (unknown subscriber)");
+        }
+        if let (Some(code), Ok(text)) = (code, &text_or_part) {
+            return self
+                .short_code(code, &sender, text, lifetime, raw, peer, transport)
+                .await;
+        }
         match text_or_part {
             Ok(text) => {
                 let (rcpt, text) = self.recipient(&dest, &text)?;
@@ -471,6 +590,116 @@ impl Service {
         }
     }
 
+    /// Answers a text to a short code with a reply text to the sender, queued (durably)
+    /// before the 202.
+    #[allow(clippy::too_many_arguments)]
+    async fn short_code(
+        &self,
+        code: &ShortCode,
+        sender: &Sender,
+        text: &str,
+        lifetime: u64,
+        raw: &[u8],
+        peer: SocketAddr,
+        transport: Transport,
+    ) -> Result<(), Refusal> {
+        let unavailable =
+            |e: crate::registry::RegistryError| (503, format!("Service Unavailable ({e})"));
+        let imsi = sender.imsi.clone().unwrap_or_default();
+        let mut number = sender.number.clone().unwrap_or_default();
+        let claim = if code.service == ShortService::Register {
+            let claimed = short_code::claimed_number(text, code.min_digits, code.max_digits);
+            let taken = match &claimed {
+                Some(m) => {
+                    let d = m.digits().to_string();
+                    self.registry
+                        .call(move |db| db.by_msisdn(&d))
+                        .await
+                        .map_err(unavailable)?
+                        .is_some()
+                }
+                None => false,
+            };
+            let claim = match &sender.imsi {
+                Some(_) => short_code::decide(claimed, sender.number.clone(), taken),
+                None => short_code::Claim::Error,
+            };
+            if let short_code::Claim::Welcome(m) = &claim {
+                let sub = registry::Subscriber {
+                    msisdn: m.digits().to_string(),
+                    imsi: Some(imsi.clone()),
+                    email: None,
+                    enabled: true,
+                };
+                self.registry
+                    .call(move |db| db.upsert(&sub))
+                    .await
+                    .map_err(unavailable)?;
+                info!(%peer, "short code {}: IMSI{imsi} registered as {m}", code.code);
+            }
+            match &claim {
+                short_code::Claim::Welcome(m) | short_code::Claim::Taken(m) => {
+                    number = m.to_string()
+                }
+                short_code::Claim::Already(n) => number = n.clone(),
+                short_code::Claim::Error => {}
+            }
+            Some(claim)
+        } else {
+            None
+        };
+        let queued = self.queued().await;
+        let time = crate::spool::admin::format_time(now_unix());
+        let reply = short_code::render(
+            short_code::template(code, claim.as_ref()),
+            &[
+                ("number", if number.is_empty() { "none" } else { &number }),
+                ("imsi", if imsi.is_empty() { "none" } else { &imsi }),
+                ("queued", &queued.to_string()),
+                ("time", &time),
+                ("text", &text.chars().take(60).collect::<String>()),
+            ],
+        );
+        // The reply goes to where the sender can be reached: its number once it has one.
+        let to = match &claim {
+            Some(short_code::Claim::Welcome(m)) => format!("{m}@{}", self.cfg.sms_domain()),
+            _ => sender.address.clone(),
+        };
+        let from = format!("{}@{}", code.code, self.cfg.sms_domain());
+        let id = self
+            .spool_mail(
+                &from,
+                &to,
+                &reply,
+                &[],
+                lifetime,
+                raw.to_vec(),
+                peer,
+                transport.name(),
+            )
+            .await?;
+        info!(queue_id = %id, "{id}: short code {} from=<{}>, reply to=<{to}>", code.code, sender.address);
+        Ok(())
+    }
+
+    /// Messages in the queue files now (those the journal has not yet written out are not
+    /// counted: an estimate, as smqueue's was).
+    async fn queued(&self) -> usize {
+        let spool = std::sync::Arc::clone(self.writer.spool());
+        tokio::task::spawn_blocking(move || {
+            [
+                crate::spool::Queue::Incoming,
+                crate::spool::Queue::Active,
+                crate::spool::Queue::Deferred,
+            ]
+            .iter()
+            .map(|q| spool.list(*q).map_or(0, |l| l.len()))
+            .sum()
+        })
+        .await
+        .unwrap_or(0)
+    }
+
     /// The recipient address and the text to send: smqueue's "address first" convention, or
     /// the number at our SMS domain.
     fn recipient(&self, dest: &str, text: &str) -> Result<(String, String), Refusal> {
@@ -479,12 +708,11 @@ impl Service {
         {
             return Ok((first.to_string(), rest.to_string()));
         }
-        let digits = dest.trim().strip_prefix('+').unwrap_or(dest.trim());
-        if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let Ok(number) = Msisdn::parse(dest) else {
             return refuse(484, "Address Incomplete");
-        }
+        };
         Ok((
-            format!("{digits}@{}", self.cfg.sms_domain()),
+            format!("{number}@{}", self.cfg.sms_domain()),
             text.to_string(),
         ))
     }
@@ -703,14 +931,8 @@ impl Service {
             .map(|u| u.user)
             .filter(|u| !u.is_empty())
             .ok_or((400, "Bad To".to_string()))?;
-        let aor = if aor.len() > 4 && aor[..4].eq_ignore_ascii_case("IMSI") {
-            format!(
-                "IMSI{}",
-                registry::normalize_imsi(&aor).or_else(|_| refuse(400, "Bad IMSI"))?
-            )
-        } else {
-            aor.strip_prefix('+').unwrap_or(&aor).to_string()
-        };
+        let key = HandsetKey::parse(&aor).or_else(|_| refuse(400, "Bad To"))?;
+        let aor = key.to_string();
         let max = self.cfg.registry.max_expires.0.as_secs();
         let header_expires = req
             .headers
@@ -726,6 +948,13 @@ impl Service {
         if !remove_all {
             for v in &values {
                 let na = NameAddr::parse(v).ok_or((400, "Bad Contact".to_string()))?;
+                // A binding steers a handset's texts: only to a host inside the trusted
+                // networks (a BTS), never to an address the registering party chose freely.
+                let inside = crate::delivery::route::contact_target(&na.uri)
+                    .is_some_and(|t| config::trusted(&self.cfg.sip.trusted_networks, t.addr.ip()));
+                if !inside {
+                    return refuse(403, "Forbidden (Contact outside the trusted networks)");
+                }
                 let exp = na
                     .param("expires")
                     .and_then(|e| e.parse::<u64>().ok())
@@ -742,8 +971,8 @@ impl Service {
             .or_else(|e| refuse(503, format!("Service Unavailable ({e})")))?;
         info!(%peer, "REGISTER {aor}: {} binding(s)", bindings.len());
         if contacts.iter().any(|(_, e)| *e > 0) {
-            let msisdn = if let Some(imsi) = aor.strip_prefix("IMSI") {
-                let i = imsi.to_string();
+            let msisdn = if let HandsetKey::Imsi(imsi) = &key {
+                let i = imsi.digits().to_string();
                 self.registry
                     .call(move |db| db.by_imsi(&i))
                     .await
@@ -769,6 +998,7 @@ fn fact_name(k: &str) -> Option<&'static str> {
         "RP-MR" => "RP-MR",
         "SMSC" => "SMSC",
         "TP-MR" => "TP-MR",
+        "TP-DA" => "TP-DA",
         "TP-PID" => "TP-PID",
         "TP-DCS" => "TP-DCS",
         "Class" => "Class",
@@ -779,6 +1009,12 @@ fn fact_name(k: &str) -> Option<&'static str> {
         "Incomplete" => "Incomplete",
         _ => return None,
     })
+}
+
+/// Whether a text starts with an e-mail address and a space (smqueue's convention).
+fn starts_with_email(text: &str) -> bool {
+    text.split_once(' ')
+        .is_some_and(|(first, _)| is_email(first))
 }
 
 fn is_email(s: &str) -> bool {

@@ -39,6 +39,22 @@ pub struct DedupKey {
     from_tag: String,
 }
 
+impl DedupKey {
+    /// A key from its parts (as kept in the registry's `seen_messages` table).
+    pub fn new(call_id: String, cseq: u32, from_tag: String) -> DedupKey {
+        DedupKey {
+            call_id,
+            cseq,
+            from_tag,
+        }
+    }
+
+    /// Call-ID, CSeq number and From tag.
+    pub fn parts(&self) -> (&str, u32, &str) {
+        (&self.call_id, self.cseq, &self.from_tag)
+    }
+}
+
 /// What the table knows about a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
@@ -48,6 +64,9 @@ pub enum Seen {
     InProgress,
     /// A retransmission or resend of a request already answered: send these bytes again.
     Answered(Vec<u8>),
+    /// A resend of a MESSAGE accepted before a restart (its response was not kept): answer
+    /// it 2xx again without processing it.
+    Accepted,
 }
 
 /// Keys for `req`; `None` when the request lacks what matching needs.
@@ -153,6 +172,9 @@ impl ServerTable {
         if let Some(d) = dedup
             && let Some((b, _)) = self.dedup.get(d)
         {
+            if b.is_empty() {
+                return Seen::Accepted;
+            }
             return Seen::Answered(b.clone());
         }
         // In progress for at most the transaction lifetime (a handler that never answers
@@ -181,6 +203,14 @@ impl ServerTable {
         }
         self.txs.insert(tx.clone(), (Slot::Answered(response), exp));
         self.expiry.push_back((exp, Expiring::Tx(tx.clone())));
+        self.purge(now);
+    }
+
+    /// Enters a MESSAGE accepted before a restart into the duplicate window for `remaining`.
+    pub fn restore(&mut self, key: DedupKey, remaining: Duration, now: Instant) {
+        let exp = now + remaining.min(self.dedup_window);
+        self.dedup.insert(key.clone(), (Vec::new(), exp));
+        self.expiry.push_back((exp, Expiring::Dedup(key)));
         self.purge(now);
     }
 

@@ -393,11 +393,23 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         step = session.auth_result(user, ok);
                     }
                     Step::CheckSubscriber { address, msisdn } => {
+                        // An IMSI-only handset is reachable when a subscriber has that IMSI,
+                        // or when the operator lets unknown IMSIs text (`[sip] unknown_imsi =
+                        // "accept"`): replies to their texts must arrive.
+                        let any_imsi = server.cfg.sip.unknown_imsi
+                            == crate::config::UnknownImsi::Accept
+                            && msisdn.starts_with("IMSI");
                         let known = server
                             .registry
-                            .call(move |db| db.by_msisdn(&msisdn))
+                            .call(move |db| match crate::identity::Imsi::from_name(&msisdn) {
+                                Some(i) => db.by_imsi(i.digits()),
+                                None => db.by_msisdn(&msisdn),
+                            })
                             .await
-                            .map(|s| s.is_some_and(|s| s.enabled));
+                            .map(|s| match s {
+                                Some(s) => s.enabled,
+                                None => any_imsi,
+                            });
                         step = match known {
                             Ok(k) => session.recipient_checked(address, k),
                             Err(e) => {

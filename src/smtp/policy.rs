@@ -27,11 +27,12 @@ pub struct NumberRules {
 /// What to do with a recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// A text for a handset: the normalised address (`<digits>@<our domain>`) and the number.
+    /// A text for a handset: the normalised address (`<digits>@<our domain>`, or
+    /// `IMSI<digits>@<our domain>`) and the handset key.
     Local {
         /// The recipient as stored.
         address: String,
-        /// The E.164 digits.
+        /// The E.164 digits, or `IMSI<digits>` for a handset known only by IMSI.
         msisdn: String,
     },
     /// Mail for another domain, allowed to relay.
@@ -90,6 +91,14 @@ pub fn judge(address: &str, domains: &[String], may_relay: bool, rules: &NumberR
         return Verdict::BadAddress;
     }
     if let Some(ours) = domains.iter().find(|d| d.eq_ignore_ascii_case(&domain)) {
+        // A handset known only by its IMSI (a reply to a text from one): its key as the
+        // queue writes it, `IMSI<digits>`.
+        if let Some(imsi) = crate::identity::Imsi::from_name(local) {
+            return Verdict::Local {
+                address: format!("{}@{}", imsi.name(), ours.to_ascii_lowercase()),
+                msisdn: imsi.name(),
+            };
+        }
         return match normalize_number(local, rules) {
             Some(msisdn) => Verdict::Local {
                 address: format!("{msisdn}@{}", ours.to_ascii_lowercase()),

@@ -185,6 +185,11 @@ impl Env {
     /// Starts it with `extra` TOML after the basics. Delivery is off (front-door tests count
     /// what stays in the spool) unless `extra` has a `[delivery]` table.
     pub async fn start(extra: &str) -> Env {
+        Env::start_with(extra, |_| {}).await
+    }
+
+    /// As [`Env::start`], with `adjust` applied to the configuration last.
+    pub async fn start_with(extra: &str, adjust: impl FnOnce(&mut Config)) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let spool_dir = dir.path().join("spool");
         let toml = format!(
@@ -197,6 +202,7 @@ impl Env {
         if !extra.contains("[delivery]") {
             cfg.delivery.enabled = false;
         }
+        adjust(&mut cfg);
         let running = app::start(cfg).await.unwrap();
         Env {
             _dir: dir,

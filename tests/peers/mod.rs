@@ -23,6 +23,8 @@ pub struct Received {
     pub from: String,
     pub content_type: String,
     pub call_id: String,
+    pub via: String,
+    pub contact: String,
     pub deliver: Option<Deliver>,
     pub report: Option<StatusReport>,
     pub plain: Option<String>,
@@ -40,8 +42,13 @@ pub struct SipPeer {
 
 impl SipPeer {
     /// Starts a peer that answers each new MESSAGE with `choose(&received)`.
-    pub async fn start(mut choose: Chooser) -> SipPeer {
-        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    pub async fn start(choose: Chooser) -> SipPeer {
+        SipPeer::start_at("127.0.0.1:0", choose).await
+    }
+
+    /// As [`SipPeer::start`], bound to `bind` (another loopback address plays another host).
+    pub async fn start_at(bind: &str, mut choose: Chooser) -> SipPeer {
+        let sock = UdpSocket::bind(bind).await.unwrap();
         let addr = sock.local_addr().unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -68,6 +75,8 @@ impl SipPeer {
                     from: req.headers.get("From").unwrap_or("").to_string(),
                     content_type: ctype.clone(),
                     call_id: req.headers.get("Call-ID").unwrap_or("").to_string(),
+                    via: req.headers.get("Via").unwrap_or("").to_string(),
+                    contact: req.headers.get("Contact").unwrap_or("").to_string(),
                     deliver: None,
                     report: None,
                     plain: None,
