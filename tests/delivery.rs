@@ -460,3 +460,60 @@ async fn delay_warning_goes_once_to_the_email_sender_while_retries_go_on() {
     );
     e.stop().await;
 }
+
+#[tokio::test]
+async fn status_report_for_a_text_to_email_names_the_number_the_handset_sent_to() {
+    let mut peer = SipPeer::ok().await;
+    let mut sink = SmtpSink::start(|_| None).await;
+    let e = env(&peer, Some(&sink), "").await;
+    // smqueue's convention: the handset texts the e-mail gateway number with the address first.
+    send_submit(
+        e.udp(),
+        A_IMSI,
+        "6245",
+        "bob@example.org report please",
+        true,
+    )
+    .await;
+    let m = sink.next(10).await;
+    assert_eq!(m.rcpts, vec!["bob@example.org".to_string()]);
+    let rep = peer.next(10).await;
+    assert!(rep.uri.contains(A_IMSI), "{}", rep.uri);
+    let r = rep.report.expect("an SMS-STATUS-REPORT");
+    assert_eq!(r.message_ref, 42);
+    assert_eq!(r.status, 0);
+    assert_eq!(r.recipient.value, "6245");
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn a_reply_to_an_imsi_only_sender_reaches_its_handset() {
+    const C_IMSI: &str = "001010000000099";
+    let mut peer = SipPeer::ok().await;
+    let mut sink = SmtpSink::start(|_| None).await;
+    let e = env(
+        &peer,
+        Some(&sink),
+        "[sip]\nunknown_imsi = \"accept\"\n[smtp]\nregistry_authoritative = true\n",
+    )
+    .await;
+    send_sms(e.udp(), C_IMSI, "smsc", "bob@example.org who am I").await;
+    let m = sink.next(10).await;
+    assert_eq!(m.from, format!("IMSI{C_IMSI}@sms.test"));
+    let reply = smtp_send(
+        e.smtp(),
+        "bob@example.org",
+        &format!("IMSI{C_IMSI}@sms.test"),
+        "Subject: Re: hi\n\nyou are IMSI-only\n",
+    )
+    .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let (text, parts) = peer.next_text(10).await;
+    assert!(
+        parts[0].uri.starts_with(&format!("sip:IMSI{C_IMSI}@")),
+        "{}",
+        parts[0].uri
+    );
+    assert!(text.contains("you are IMSI-only"), "{text}");
+    e.stop().await;
+}
