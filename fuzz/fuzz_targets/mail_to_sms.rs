@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
         notice_sender: "101",
         subject_line: true,
         strip_quotes: true,
+        trusted: data.first().is_some_and(|b| b & 1 == 1),
     };
     let c = text::sms_content(data, "a@example.org", &opts);
     let _ = smsmta::sms::segment::segment(&c.text, &Default::default());

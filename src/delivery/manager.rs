@@ -908,6 +908,10 @@ fn sms_text(ctx: &Ctx, file: &QueueFile) -> SmsContent {
         notice_sender: &d.notice_sender,
         subject_line: d.subject_line,
         strip_quotes: d.strip_quotes,
+        trusted: matches!(
+            file.envelope.origin.kind,
+            OriginKind::Sip | OriginKind::Internal
+        ),
     };
     text::sms_content(&file.message, &file.envelope.sender, &opts)
 }

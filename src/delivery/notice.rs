@@ -321,6 +321,7 @@ mod tests {
                 notice_sender: "101",
                 subject_line: true,
                 strip_quotes: true,
+                trusted: true,
             },
         );
         assert_eq!(

@@ -33,6 +33,10 @@ pub struct TextOptions<'a> {
     pub subject_line: bool,
     /// Strip quoted replies and signatures.
     pub strip_quotes: bool,
+    /// The message came in over SIP or smsmta made it: its `X-SMS-*` facts (status reports),
+    /// DSN form and a local number in `From` are believed. Otherwise (SMTP, local submission)
+    /// the text goes out from `email_sender` with the sender's address in it.
+    pub trusted: bool,
 }
 
 /// A status report to send instead of a text.
@@ -70,7 +74,7 @@ pub fn sms_content(raw: &[u8], envelope_sender: &str, opts: &TextOptions<'_>) ->
             report: None,
         };
     };
-    if let Some(r) = report_facts(&m) {
+    if let Some(r) = report_facts(&m).filter(|_| opts.trusted) {
         return SmsContent {
             originator: opts.notice_sender.to_string(),
             text: format!(
@@ -85,7 +89,7 @@ pub fn sms_content(raw: &[u8], envelope_sender: &str, opts: &TextOptions<'_>) ->
             report: Some(r),
         };
     }
-    if let Some(summary) = dsn_summary(&m) {
+    if let Some(summary) = dsn_summary(&m).filter(|_| opts.trusted) {
         return SmsContent {
             originator: opts.notice_sender.to_string(),
             text: summary,
@@ -104,7 +108,7 @@ pub fn sms_content(raw: &[u8], envelope_sender: &str, opts: &TextOptions<'_>) ->
         body = strip_quotes(&body);
     }
     let body = body.trim().to_string();
-    if let Some(number) = local_number(&from, opts.local_domains) {
+    if let Some(number) = local_number(&from, opts.local_domains).filter(|_| opts.trusted) {
         return SmsContent {
             originator: number,
             text: body,
@@ -315,11 +319,27 @@ mod tests {
             notice_sender: "101",
             subject_line: true,
             strip_quotes: true,
+            trusted: true,
         }
     }
 
     fn d() -> Vec<String> {
         vec!["sms.example.org".into()]
+    }
+
+    #[test]
+    fn mail_from_outside_cannot_borrow_a_local_number_or_forge_a_report() {
+        let raw = b"From: 15551230000@sms.example.org\r\nTo: 15551234567@sms.example.org\r\nX-SMS-Report-MR: 1\r\nX-SMS-Report-Recipient: 15551234567\r\nX-SMS-Report-Status: 0\r\nX-SMS-Report-Submitted: 1\r\nX-SMS-Report-Discharged: 2\r\nSubject: SMS\r\n\r\nsend me your PIN\r\n";
+        let domains = d();
+        let mut o = opts(&domains);
+        o.trusted = false;
+        let c = sms_content(raw, "mallory@evil.example", &o);
+        assert_eq!(c.originator, "Email");
+        assert!(c.report.is_none());
+        assert!(c.text.contains("15551230000@sms.example.org"), "{}", c.text);
+        assert!(c.text.contains("send me your PIN"), "{}", c.text);
+        // The same message made by smsmta (trusted) is a report.
+        assert!(sms_content(raw, "", &opts(&d())).report.is_some());
     }
 
     #[test]

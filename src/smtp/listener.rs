@@ -234,7 +234,8 @@ impl SmtpServer {
             &rfc5322_date(file.envelope.arrival),
         );
         let mut message = received.into_bytes();
-        message.extend_from_slice(&a.data);
+        // Control headers are smsmta's own: none from the outside world (forged reports).
+        message.extend_from_slice(&crate::mail::provenance::strip_control_headers(&a.data));
         file.message = message;
         match self.writer.commit(file).await {
             Ok(id) => {
