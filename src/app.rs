@@ -74,6 +74,7 @@ impl Server {
             &config.spool_dir,
             config.spool.max_message_size.0,
         )?);
+        spool.set_min_free(config.spool.min_free.0);
         let lock_path = config.spool_dir.join("master.lock");
         let lock = OpenOptions::new()
             .write(true)

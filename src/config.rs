@@ -160,6 +160,9 @@ pub struct SpoolConfig {
     pub max_batch: usize,
     /// Largest message the spool takes.
     pub max_message_size: Size,
+    /// Free space kept on the spool's file system: below it new mail is refused temporarily
+    /// (SMTP 452 4.3.1, SIP 503) while what is queued goes on being delivered; 0 for none.
+    pub min_free: Size,
 }
 
 /// `[sip]`.
@@ -187,6 +190,8 @@ pub struct SipConfig {
     pub max_in_flight: usize,
     /// TCP connections at once.
     pub max_connections: usize,
+    /// TCP connections at once from one address (0: no limit).
+    pub max_connections_per_client: usize,
     /// Retry-After sent with 503.
     pub retry_after: Dur,
     /// How long a MESSAGE answered 2xx is remembered by Call-ID, CSeq and From tag.
@@ -363,6 +368,12 @@ pub struct SmtpConfig {
     pub max_connections: usize,
     /// Idle and command timeout.
     pub idle_timeout: Dur,
+    /// Connections at once from one address outside the trusted networks (0: no limit).
+    pub max_connections_per_client: usize,
+    /// The longest a whole session may last, however busy.
+    pub session_timeout: Dur,
+    /// The longest the DATA phase of one message may last.
+    pub data_timeout: Dur,
     /// Messages an hour per client address (450 4.7.1 beyond); 0 = no limit.
     pub rate_limit: u32,
     /// Country code for national numbers in local parts (`"1"`); empty: none.
@@ -472,6 +483,7 @@ impl Default for SpoolConfig {
             journal_segment_size: Size(16 << 20),
             max_batch: 512,
             max_message_size: Size(10 << 20),
+            min_free: Size(64 << 20),
         }
     }
 }
@@ -488,6 +500,7 @@ impl Default for SipConfig {
             unknown_imsi: UnknownImsi::Reject,
             max_in_flight: 4096,
             max_connections: 256,
+            max_connections_per_client: 50,
             retry_after: Dur(Duration::from_secs(5)),
             dedup_window: Dur(Duration::from_secs(300)),
             t1: Dur(Duration::from_millis(500)),
@@ -509,6 +522,9 @@ impl Default for SmtpConfig {
             max_errors: 10,
             max_connections: 256,
             idle_timeout: Dur(Duration::from_secs(300)),
+            max_connections_per_client: 50,
+            session_timeout: Dur(Duration::from_secs(1800)),
+            data_timeout: Dur(Duration::from_secs(600)),
             rate_limit: 0,
             country_code: String::new(),
             national_prefix: "0".into(),
@@ -652,7 +668,7 @@ impl Config {
             "spool.max_message_size",
             self.spool.max_message_size.0,
             1 << 10,
-            crate::spool::queue_file::MAX_SECTION as u64,
+            crate::spool::queue_file::MAX_SECTION as u64 - crate::spool::OWN_HEADROOM,
         )?;
         if !is_domain(&self.hostname) {
             return Err((
@@ -685,6 +701,12 @@ impl Config {
         bound_num("sip.max_message_size", sip.max_message_size.0, 256, 1 << 20)?;
         bound_num("sip.max_in_flight", sip.max_in_flight as u64, 1, 1 << 20)?;
         bound_num("sip.max_connections", sip.max_connections as u64, 1, 65_536)?;
+        bound_num(
+            "sip.max_connections_per_client",
+            sip.max_connections_per_client as u64,
+            0,
+            65_536,
+        )?;
         bound(
             "sip.retry_after",
             sip.retry_after.0,
@@ -763,6 +785,24 @@ impl Config {
             smtp.idle_timeout.0,
             Duration::from_secs(1),
             Duration::from_secs(3600),
+        )?;
+        bound_num(
+            "smtp.max_connections_per_client",
+            smtp.max_connections_per_client as u64,
+            0,
+            65_536,
+        )?;
+        bound(
+            "smtp.session_timeout",
+            smtp.session_timeout.0,
+            Duration::from_secs(1),
+            Duration::from_secs(86_400),
+        )?;
+        bound(
+            "smtp.data_timeout",
+            smtp.data_timeout.0,
+            Duration::from_secs(1),
+            Duration::from_secs(86_400),
         )?;
         if !smtp.country_code.bytes().all(|b| b.is_ascii_digit()) || smtp.country_code.len() > 3 {
             return Err((

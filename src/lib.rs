@@ -20,6 +20,7 @@ pub mod app;
 pub mod config;
 pub mod delivery;
 pub mod identity;
+pub mod limits;
 pub mod mail;
 pub mod registry;
 pub mod sip;

@@ -2,8 +2,10 @@
 //!
 //! **Bounded.** Each listener lets at most `[sip] max_in_flight` requests be processed at once;
 //! a datagram that arrives when all are busy is answered 503 with Retry-After at once, and a TCP
-//! connection beyond `[sip] max_connections` is closed at once. TCP frames are cut by
-//! Content-Length (RFC 3261 18.3) with a bounded buffer and an idle timeout.
+//! connection beyond `[sip] max_connections` (or `max_connections_per_client` from one
+//! address) is closed at once, as is one from outside `[sip] trusted_networks`. TCP frames are
+//! cut by Content-Length (RFC 3261 18.3) with a bounded buffer, an idle timeout, and writes that
+//! give up after the same timeout.
 //!
 //! **Shutdown.** The listeners stop reading when the token is cancelled; requests in flight
 //! finish (their commits complete) before the tasks end.
@@ -12,11 +14,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+use crate::limits::{PerClient, write_within};
 use tracing::{debug, warn};
 
 use super::message::{self, MAX_HEAD, Parsed};
@@ -86,6 +90,7 @@ pub async fn run_tcp(
     shutdown: CancellationToken,
 ) {
     let limit = Arc::new(Semaphore::new(max_connections));
+    let per_client = PerClient::new(service.max_connections_per_client());
     let mut tasks = JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -100,8 +105,20 @@ pub async fn run_tcp(
             },
         };
         while tasks.try_join_next().is_some() {}
+        // No state for strangers: a connection from outside the trusted networks is closed
+        // before anything is read.
+        if !service.trusts(peer.ip()) {
+            debug!(%peer, "sip tcp: closing a connection from outside the trusted networks");
+            drop(stream);
+            continue;
+        }
         let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
             warn!(%peer, "sip tcp: {max_connections} connections open; closing a new one");
+            drop(stream);
+            continue;
+        };
+        let Some(slot) = per_client.try_acquire(peer.ip()) else {
+            debug!(%peer, "sip tcp: too many connections from this address; closing a new one");
             drop(stream);
             continue;
         };
@@ -111,6 +128,7 @@ pub async fn run_tcp(
             if let Err(e) = connection(stream, peer, &service, idle, shutdown).await {
                 debug!(%peer, "sip tcp connection: {e}");
             }
+            drop(slot);
             drop(permit);
         });
     }
@@ -135,14 +153,14 @@ async fn connection(
                 Ok(Parsed::Complete(_, used)) => {
                     let frame: Vec<u8> = buf.drain(..used).collect();
                     if let Some(resp) = service.handle(&frame, peer, Transport::Tcp).await {
-                        stream.write_all(&resp).await?;
+                        write_within(&mut stream, &resp, idle).await?;
                     }
                 }
                 Ok(Parsed::Incomplete) => break,
                 Err(e) => {
                     // The stream cannot be re-synchronised: answer if possible, then close.
                     if let Some(resp) = service.handle(&buf, peer, Transport::Tcp).await {
-                        stream.write_all(&resp).await?;
+                        write_within(&mut stream, &resp, idle).await?;
                     }
                     warn!(%peer, "sip tcp: {}; closing", e.reason);
                     return Ok(());

@@ -18,6 +18,9 @@ pub const MAX_HEAD: usize = 16 * 1024;
 /// Most header lines accepted.
 pub const MAX_HEADERS: usize = 128;
 
+/// The parse error of a request whose SIP version is not 2.0 (answered 505).
+pub const UNSUPPORTED_VERSION: &str = "SIP version not supported";
+
 /// A header field: canonical name (compact forms expanded) and value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -268,12 +271,24 @@ pub fn parse(buf: &[u8], datagram: bool, max_body: usize) -> Result<Parsed, Pars
         headers.push(expand(name), value.trim());
     }
 
+    // The printer adds a Content-Length when there is none: keep room for it, so that what
+    // parses prints as something that parses again.
+    if headers.0.len() >= MAX_HEADERS && headers.get("Content-Length").is_none() {
+        return Err(err("too many header fields"));
+    }
+    // Two different lengths are how requests get smuggled on streams (RFC 3261 20.14: one
+    // value): refused, not guessed.
+    let lengths = headers.get_all("Content-Length");
+    let conflicting = lengths.iter().any(|v| v.trim() != lengths[0].trim());
     let content_length = headers
         .get("Content-Length")
         .map(|v| v.trim().parse::<usize>().map_err(|_| "bad Content-Length"));
     let rest = &buf[body_at..];
 
     if let Some(status_line) = start.strip_prefix("SIP/2.0 ") {
+        if conflicting {
+            return Err(err("conflicting Content-Length values"));
+        }
         let (code, reason) = status_line.split_once(' ').unwrap_or((status_line, ""));
         let status: u16 = code
             .parse()
@@ -296,25 +311,58 @@ pub fn parse(buf: &[u8], datagram: bool, max_body: usize) -> Result<Parsed, Pars
         };
     }
 
-    let mut parts = start.split(' ');
-    let (Some(method), Some(uri), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(err("bad request line"));
-    };
-    if !is_token(method) || uri.is_empty() || !version.eq_ignore_ascii_case("SIP/2.0") {
-        return Err(err("bad request line"));
+    if start.starts_with("SIP/") {
+        // A response, but not of SIP 2.0 (or with two lengths): never answered.
+        return Err(err(if conflicting {
+            "conflicting Content-Length values"
+        } else {
+            "unsupported response version"
+        }));
     }
-    let req_head = Request {
-        method: method.to_string(),
-        uri: uri.to_string(),
-        headers,
-        body: Vec::new(),
-    };
     let with_head = |reason: &'static str, req: &Request| ParseError {
         reason,
         head: Some(Box::new(req.clone())),
     };
+    let mut parts = start.split(' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        // Answerable when the headers are: 400 rather than silence.
+        let head = Request {
+            method: String::new(),
+            uri: String::new(),
+            headers,
+            body: Vec::new(),
+        };
+        return Err(with_head("bad request line", &head));
+    };
+    let req_head = Request {
+        method: if is_token(method) {
+            method.to_string()
+        } else {
+            String::new()
+        },
+        uri: uri.to_string(),
+        headers,
+        body: Vec::new(),
+    };
+    if !is_token(method) || uri.is_empty() {
+        return Err(with_head("bad request line", &req_head));
+    }
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
+        let looks_sip = version
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"));
+        let reason = if looks_sip {
+            UNSUPPORTED_VERSION
+        } else {
+            "bad request line"
+        };
+        return Err(with_head(reason, &req_head));
+    }
+    if conflicting {
+        return Err(with_head("conflicting Content-Length values", &req_head));
+    }
     match take_body(rest, content_length, datagram, max_body) {
         Err(reason) => Err(with_head(reason, &req_head)),
         Ok(None) => {
@@ -693,13 +741,49 @@ mod tests {
         let s = "MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP x;branch=z9hG4bK2\r\nContent-Length: 99\r\n\r\nshort";
         let e = parse(s.as_bytes(), true, 1000).unwrap_err();
         assert!(e.head.is_some());
+        // A bad request line keeps its headers, so it can be answered 400 when they allow.
         let e = parse(b"GARBAGE\r\n\r\n", true, 1000).unwrap_err();
-        assert!(e.head.is_none());
+        assert!(e.head.is_some_and(|h| h.top_via().is_none()));
         let s = "MESSAGE sip:a@b SIP/2.0\r\nContent-Length: 5000\r\n\r\n";
         assert_eq!(
             parse(s.as_bytes(), true, 100).unwrap_err().reason,
             "body too large"
         );
+    }
+
+    #[test]
+    fn what_rfc_3261_refuses_is_refused_not_guessed() {
+        let via = "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKx\r\n";
+        // Two different Content-Length values: 400 (request smuggling on streams).
+        let s = format!(
+            "MESSAGE sip:a@b SIP/2.0\r\n{via}Content-Length: 2\r\nContent-Length: 40\r\n\r\nhi"
+        );
+        let e = parse(s.as_bytes(), false, 1000).unwrap_err();
+        assert_eq!(e.reason, "conflicting Content-Length values");
+        assert!(e.head.is_some());
+        // The same value twice is one length.
+        let s = format!("MESSAGE sip:a@b SIP/2.0\r\n{via}Content-Length: 2\r\nl: 2\r\n\r\nhi");
+        assert!(matches!(
+            parse(s.as_bytes(), false, 1000),
+            Ok(Parsed::Complete(..))
+        ));
+        // Another SIP version: answerable, 505.
+        let s = format!("MESSAGE sip:a@b SIP/3.0\r\n{via}\r\n");
+        let e = parse(s.as_bytes(), true, 1000).unwrap_err();
+        assert_eq!(e.reason, UNSUPPORTED_VERSION);
+        assert!(e.head.and_then(|h| h.top_via()).is_some());
+        // A response of another version is never answered.
+        let e = parse(
+            format!("SIP/3.0 200 OK\r\n{via}\r\n").as_bytes(),
+            true,
+            1000,
+        )
+        .unwrap_err();
+        assert!(e.head.is_none());
+        // 128 fields without Content-Length would print as 129: refused at the parser.
+        let many: String = (0..MAX_HEADERS).map(|i| format!("X-{i}: v\n")).collect();
+        let s = format!("MESSAGE sip:a@b SIP/2.0\n{many}\n");
+        assert!(parse(s.as_bytes(), true, 1000).is_err());
     }
 
     #[test]

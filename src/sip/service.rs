@@ -77,6 +77,24 @@ pub struct Reachable {
 }
 
 const ALLOW: &str = "MESSAGE, REGISTER, OPTIONS";
+/// The methods defined by RFC 3261 and its extensions: another gets 501, one of these that
+/// smsmta does not serve 405.
+const KNOWN_METHODS: [&str; 14] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "REGISTER",
+    "OPTIONS",
+    "INFO",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "UPDATE",
+    "REFER",
+    "MESSAGE",
+    "PUBLISH",
+];
 const ALLOW_NO_REGISTER: &str = "MESSAGE, OPTIONS";
 const ACCEPT: &str = "text/plain, application/vnd.3gpp.sms";
 const GAP_MARK: &str = "[...]";
@@ -250,6 +268,16 @@ impl Service {
         }
     }
 
+    /// Whether `ip` is inside `[sip] trusted_networks`.
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        config::trusted(&self.cfg.sip.trusted_networks, ip)
+    }
+
+    /// TCP connections allowed from one address.
+    pub fn max_connections_per_client(&self) -> usize {
+        self.cfg.sip.max_connections_per_client
+    }
+
     /// The largest body accepted.
     pub fn max_body(&self) -> usize {
         self.cfg.sip.max_message_size.0 as usize
@@ -274,6 +302,43 @@ impl Service {
         Some(r.to_bytes())
     }
 
+    /// The answers given without any state (RFC 3261 8.2.1-8.2.2): 403 to a source outside
+    /// the trusted networks (before the transaction table, so strangers leave nothing behind),
+    /// 501 to a method nobody defined, 416 to a Request-URI that is not SIP, 420 to a Require
+    /// naming extensions (smsmta supports none).
+    fn stateless(&self, req: &Request, peer: SocketAddr) -> Option<Response> {
+        if !config::trusted(&self.cfg.sip.trusted_networks, peer.ip()) {
+            tracing::debug!(%peer, "403 to {} from outside the trusted networks", req.method);
+            return Some(self.response(req, 403, "Forbidden"));
+        }
+        if !KNOWN_METHODS.contains(&req.method.as_str()) {
+            let mut r = self.response(req, 501, "Not Implemented");
+            r.headers.push("Allow", self.allow());
+            return Some(r);
+        }
+        let scheme = req.uri.split_once(':').map(|(s, _)| s).unwrap_or("");
+        if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+            return Some(self.response(req, 416, "Unsupported URI Scheme"));
+        }
+        if req.method != "CANCEL" {
+            let required: Vec<String> = req
+                .headers
+                .get_all("Require")
+                .iter()
+                .flat_map(|v| v.split(','))
+                .map(|o| o.trim().to_string())
+                .filter(|o| !o.is_empty())
+                .take(16)
+                .collect();
+            if !required.is_empty() {
+                let mut r = self.response(req, 420, "Bad Extension");
+                r.headers.push("Unsupported", required.join(", "));
+                return Some(r);
+            }
+        }
+        None
+    }
+
     /// Handles one request (a datagram, or one frame from a TCP stream); returns the response
     /// to send, or `None` (responses, ACKs, retransmissions still in progress, garbage).
     pub async fn handle(
@@ -291,10 +356,10 @@ impl Service {
                     warn!(%peer, "dropping malformed SIP message: {}", e.reason);
                     return None;
                 };
-                let (code, reason) = if e.reason == "body too large" {
-                    (413, "Request Entity Too Large")
-                } else {
-                    (400, e.reason)
+                let (code, reason) = match e.reason {
+                    "body too large" => (413, "Request Entity Too Large"),
+                    message::UNSUPPORTED_VERSION => (505, "Version Not Supported"),
+                    r => (400, r),
                 };
                 if head.top_via().is_none() {
                     warn!(%peer, "dropping malformed SIP request: {}", e.reason);
@@ -313,6 +378,9 @@ impl Service {
                 return None;
             }
             return Some(self.response(&req, 400, reason).to_bytes());
+        }
+        if let Some(resp) = self.stateless(&req, peer) {
+            return Some(resp.to_bytes());
         }
         let (tx, dedup) = transaction::keys(&req)?;
         let now = Instant::now();
@@ -430,6 +498,10 @@ impl Service {
     ) -> Result<(), Refusal> {
         if !config::trusted(&self.cfg.sip.trusted_networks, peer.ip()) {
             return refuse(403, "Forbidden");
+        }
+        if self.writer.spool().low_on_space() {
+            // Never a 5xx that is final for a full disk: the BTS tries again later.
+            return refuse(503, "Service Unavailable (low on disk space)");
         }
         let ctype = req.headers.get("Content-Type").unwrap_or("");
         let mut parts = ctype.split(';');

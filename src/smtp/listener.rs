@@ -21,14 +21,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
 use tracing::{debug, info, warn};
 
 use super::policy::NumberRules;
-use super::session::{self, Accepted, Session, SessionConfig, Step};
+use super::session::{self, Accepted, CommitError, Session, SessionConfig, Step};
 use crate::config::{self, Config};
+use crate::limits::{PerClient, write_within};
 use crate::mail::from_sms::rfc5322_date;
 use crate::registry::Registry;
-use crate::spool::{Origin, OriginKind, Writer};
+use crate::spool::{Origin, OriginKind, SpoolError, Writer};
 
 /// Counts messages per client and hour.
 #[derive(Debug, Default)]
@@ -36,6 +38,9 @@ pub struct RateLimiter {
     per_hour: u32,
     seen: Mutex<HashMap<String, (u64, u32)>>,
 }
+
+/// Clients the rate limiter holds at most.
+const LIMITER_ENTRIES: usize = 100_000;
 
 /// Rate limits count per authenticated user, else per client address.
 fn limit_key(session: &Session, peer: SocketAddr) -> String {
@@ -61,30 +66,47 @@ impl RateLimiter {
         }
     }
 
-    /// Whether `who` has used its allowance for the hour `now / 3600`.
+    /// Whether `who` has used its allowance for the hour `now / 3600`. When the table is
+    /// full of this hour's clients, a client it does not hold is refused too (temporarily):
+    /// the table stays bounded, and a flood of new addresses cannot reset anyone's count.
     pub fn exceeded(&self, who: &str, now: u64) -> bool {
         if self.per_hour == 0 {
             return false;
         }
         let hour = now / 3600;
-        matches!(self.map().get(who), Some((h, n)) if *h == hour && *n >= self.per_hour)
+        let mut m = self.map();
+        match m.get(who) {
+            Some((h, n)) if *h == hour => *n >= self.per_hour,
+            Some(_) => false,
+            None => {
+                if m.len() >= LIMITER_ENTRIES {
+                    m.retain(|_, (h, _)| *h == hour);
+                }
+                m.len() >= LIMITER_ENTRIES
+            }
+        }
     }
 
-    /// Counts one accepted message.
-    pub fn record(&self, who: &str, now: u64) {
+    /// Counts one accepted message for `recipients` recipients (spam is counted by the
+    /// texts it makes, not by the transactions).
+    pub fn record(&self, who: &str, recipients: usize, now: u64) {
         if self.per_hour == 0 {
             return;
         }
         let hour = now / 3600;
         let mut m = self.map();
-        if m.len() > 100_000 {
+        if m.len() >= LIMITER_ENTRIES && !m.contains_key(who) {
             m.retain(|_, (h, _)| *h == hour);
+            if m.len() >= LIMITER_ENTRIES {
+                return;
+            }
         }
         let e = m.entry(who.to_string()).or_insert((hour, 0));
         if e.0 != hour {
             *e = (hour, 0);
         }
-        e.1 += 1;
+        e.1 =
+            e.1.saturating_add(u32::try_from(recipients).unwrap_or(u32::MAX));
     }
 }
 
@@ -204,8 +226,12 @@ impl SmtpServer {
         }
     }
 
-    async fn commit(&self, a: Accepted, peer: SocketAddr) -> Result<String, String> {
+    async fn commit(&self, a: Accepted, peer: SocketAddr) -> Result<String, CommitError> {
         let spool = self.writer.spool();
+        if spool.low_on_space() {
+            warn!(%peer, "smtp: spool below its free-space reserve; 452 to the client");
+            return Err(CommitError::NoSpace);
+        }
         let all_local = a.recipients.iter().all(|r| {
             r.rsplit_once('@')
                 .is_some_and(|(_, d)| self.cfg.is_local_domain(d))
@@ -244,7 +270,13 @@ impl SmtpServer {
             }
             Err(e) => {
                 warn!("smtp commit failed: {e}");
-                Err(e.to_string())
+                Err(match &e {
+                    SpoolError::TooLarge { .. } => CommitError::TooLarge,
+                    _ if e.io_kind() == Some(std::io::ErrorKind::StorageFull) => {
+                        CommitError::NoSpace
+                    }
+                    _ => CommitError::Failed,
+                })
             }
         }
     }
@@ -259,9 +291,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let limit = Arc::new(Semaphore::new(server.cfg.smtp.max_connections));
+    let per_client = PerClient::new(server.cfg.smtp.max_connections_per_client);
     let mut tasks = JoinSet::new();
     loop {
-        let (mut stream, peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -273,11 +306,23 @@ pub async fn run(
             },
         };
         while tasks.try_join_next().is_some() {}
+        // Refusals never wait on the client: one try to write, then the socket is closed.
         let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-            let _ = stream
-                .write_all(b"421 4.3.2 Too many connections, try again later\r\n")
-                .await;
+            let _ = stream.try_write(b"421 4.3.2 Too many connections, try again later\r\n");
             continue;
+        };
+        let slot = if crate::config::trusted(&server.cfg.smtp.trusted_networks, peer.ip()) {
+            None
+        } else {
+            match per_client.try_acquire(peer.ip()) {
+                Some(s) => Some(s),
+                None => {
+                    debug!(%peer, "smtp: too many connections from this address");
+                    let _ = stream
+                        .try_write(b"421 4.7.0 Error: too many connections from your address\r\n");
+                    continue;
+                }
+            }
         };
         let server = Arc::clone(&server);
         let shutdown = shutdown.clone();
@@ -285,6 +330,7 @@ pub async fn run(
             if let Err(e) = connection(stream, peer, &server, submission, shutdown).await {
                 debug!(%peer, "smtp connection: {e}");
             }
+            drop(slot);
             drop(permit);
         });
     }
@@ -305,8 +351,10 @@ async fn connection(
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut session = Session::new(server.session_config(peer.ip(), submission), peer.ip());
-    stream.write_all(session.greeting().as_bytes()).await?;
-    match serve(&mut stream, &mut session, peer, server, &shutdown).await? {
+    let idle = server.cfg.smtp.idle_timeout.0;
+    write_within(&mut stream, session.greeting().as_bytes(), idle).await?;
+    let deadline = tokio::time::Instant::now() + server.cfg.smtp.session_timeout.0;
+    match serve(&mut stream, &mut session, peer, server, &shutdown, deadline).await? {
         Outcome::Closed => Ok(()),
         Outcome::StartTls => {
             let Some(acceptor) = server.tls.clone() else {
@@ -326,22 +374,26 @@ async fn connection(
                 Err(_) => return Ok(()),
             };
             session.tls_started();
-            serve(&mut tls, &mut session, peer, server, &shutdown).await?;
+            serve(&mut tls, &mut session, peer, server, &shutdown, deadline).await?;
             let _ = tls.shutdown().await;
             Ok(())
         }
     }
 }
 
-/// Runs the session over `stream` until it closes or asks for TLS.
+/// Runs the session over `stream` until it closes, asks for TLS, or passes `deadline` (the
+/// whole session) or `[smtp] data_timeout` (one DATA phase). Every read waits at most
+/// `idle_timeout`, every write as long.
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     session: &mut Session,
     peer: SocketAddr,
     server: &SmtpServer,
     shutdown: &CancellationToken,
+    deadline: tokio::time::Instant,
 ) -> std::io::Result<Outcome> {
     let idle = server.cfg.smtp.idle_timeout.0;
+    let mut data_deadline: Option<tokio::time::Instant> = None;
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut out = String::new();
     let mut discarding = false; // inside an over-long line
@@ -356,9 +408,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             let too_long = std::mem::take(&mut discarding) || end - start > LINE_BUF;
             let line = &buf[start..end.min(start + LINE_BUF)];
             start = pos + 1;
-            let mut step = if !session.in_data()
-                && line.len() >= 4
-                && line[..4].eq_ignore_ascii_case(b"MAIL")
+            let is_mail = !session.in_data()
+                && line
+                    .get(..4)
+                    .is_some_and(|c| c.eq_ignore_ascii_case(b"MAIL"));
+            let mut step = if is_mail
                 && server
                     .limiter
                     .exceeded(&limit_key(session, peer), crate::spool::now_unix())
@@ -367,6 +421,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     "450 4.7.1 Error: too many messages from this client, try again later\r\n"
                         .into(),
                 )
+            } else if is_mail && server.writer.spool().low_on_space() {
+                Step::Reply("452 4.3.1 Error: insufficient system storage\r\n".into())
             } else {
                 session.line(line, too_long, bare_lf)
             };
@@ -378,13 +434,15 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     Step::Close(r) => {
                         out.push_str(&r);
-                        stream.write_all(out.as_bytes()).await?;
+                        write_within(stream, out.as_bytes(), idle).await?;
                         return Ok(Outcome::Closed);
                     }
                     Step::StartTls(r) => {
                         out.push_str(&r);
-                        stream.write_all(out.as_bytes()).await?;
-                        stream.flush().await?;
+                        write_within(stream, out.as_bytes(), idle).await?;
+                        tokio::time::timeout(idle, stream.flush())
+                            .await
+                            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
                         // Anything pipelined after STARTTLS is dropped (RFC 3207 5).
                         return Ok(Outcome::StartTls);
                     }
@@ -420,11 +478,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         };
                     }
                     Step::Commit(accepted) => {
+                        let n = accepted.recipients.len();
                         let r = server.commit(accepted, peer).await;
                         if r.is_ok() {
-                            server
-                                .limiter
-                                .record(&limit_key(session, peer), crate::spool::now_unix());
+                            server.limiter.record(
+                                &limit_key(session, peer),
+                                n,
+                                crate::spool::now_unix(),
+                            );
                         }
                         step = session.committed(r);
                     }
@@ -438,26 +499,33 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             discarding = true;
         }
         if !out.is_empty() {
-            stream.write_all(out.as_bytes()).await?;
+            write_within(stream, out.as_bytes(), idle).await?;
             out.clear();
         }
+        let now = tokio::time::Instant::now();
+        data_deadline = match (session.in_data(), data_deadline) {
+            (true, None) => Some(now + server.cfg.smtp.data_timeout.0),
+            (true, d) => d,
+            (false, _) => None,
+        };
+        let until = (now + idle)
+            .min(deadline)
+            .min(data_deadline.unwrap_or(deadline));
         let read = tokio::select! {
             _ = shutdown.cancelled(), if !session.in_data() => {
-                stream.write_all(b"421 4.3.2 Service shutting down, closing connection\r\n").await?;
+                write_within(stream, b"421 4.3.2 Service shutting down, closing connection\r\n", idle).await?;
                 return Ok(Outcome::Closed);
             }
             r = async {
                 // Read straight into the buffer's spare room (nothing zeroed, nothing copied).
                 buf.reserve(READ_CHUNK);
-                tokio::time::timeout(idle, stream.read_buf(&mut buf)).await
+                tokio::time::timeout_at(until, stream.read_buf(&mut buf)).await
             } => r,
         };
         let n = match read {
             Ok(r) => r?,
             Err(_) => {
-                stream
-                    .write_all(b"421 4.4.2 Error: timeout exceeded\r\n")
-                    .await?;
+                write_within(stream, b"421 4.4.2 Error: timeout exceeded\r\n", idle).await?;
                 return Ok(Outcome::Closed);
             }
         };

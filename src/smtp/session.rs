@@ -567,14 +567,20 @@ impl Session {
     }
 
     /// The reply once a [`Step::Commit`] was tried.
-    pub fn committed(&mut self, result: Result<String, String>) -> Step {
+    pub fn committed(&mut self, result: Result<String, CommitError>) -> Step {
         match result {
             Ok(id) => Step::Reply(reply(250, "2.0.0", &format!("Ok: queued as {id}"))),
-            Err(why) => Step::Reply(reply(
-                451,
-                "4.3.0",
-                &format!("Error: queue file write error ({why})"),
+            Err(CommitError::NoSpace) => Step::Reply(reply(
+                452,
+                "4.3.1",
+                "Error: insufficient system storage, try again later",
             )),
+            Err(CommitError::TooLarge) => {
+                Step::Reply(reply(552, "5.3.4", "Message size exceeds fixed limit"))
+            }
+            Err(CommitError::Failed) => {
+                Step::Reply(reply(451, "4.3.0", "Error: queue file write error"))
+            }
         }
     }
 
@@ -582,6 +588,18 @@ impl Session {
     pub fn peer(&self) -> IpAddr {
         self.peer
     }
+}
+
+/// Why a message was not committed, as the client is told (never a path or an OS message:
+/// those go to the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitError {
+    /// The spool is below its free-space reserve, or the disk is full: 452 4.3.1.
+    NoSpace,
+    /// Larger than the spool takes: 552 5.3.4.
+    TooLarge,
+    /// Anything else: 451 4.3.0, try again.
+    Failed,
 }
 
 /// Whether the message starts with a header section mail-parser reads as header fields.

@@ -42,6 +42,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::info;
@@ -147,6 +148,9 @@ pub type PublishHook = Box<dyn Fn(QueueId, &[u8]) + Send + Sync>;
 /// acknowledgement, before the materializer sees it; it must not block.
 pub type CommitHook = Box<dyn Fn(QueueId, Vec<u8>) + Send + Sync>;
 
+/// Room beyond `max_message_size` for the header lines smsmta adds itself.
+pub const OWN_HEADROOM: u64 = 64 << 10;
+
 /// Most messages delivery may hold in memory at once ([`claims`]).
 const CLAIM_COUNT: usize = 8192;
 /// Most bytes delivery may hold in memory at once.
@@ -160,6 +164,16 @@ pub struct Spool {
     hook: std::sync::OnceLock<PublishHook>,
     commit_hook: std::sync::OnceLock<CommitHook>,
     claims: claims::Claims,
+    space: Space,
+}
+
+/// The free-space reserve (`[spool] min_free`, Postfix's `queue_minfree`): checked with
+/// statvfs at most once a second, read lock-free on every commit.
+#[derive(Debug, Default)]
+struct Space {
+    min_free: std::sync::atomic::AtomicU64,
+    checked_ms: std::sync::atomic::AtomicU64,
+    low: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Spool {
@@ -197,6 +211,7 @@ impl Spool {
             hook: std::sync::OnceLock::new(),
             commit_hook: std::sync::OnceLock::new(),
             claims: claims::Claims::new(CLAIM_COUNT, CLAIM_BYTES),
+            space: Space::default(),
         })
     }
 
@@ -314,13 +329,49 @@ impl Spool {
         queue.path(&self.root, id)
     }
 
+    /// Keeps `bytes` free on the spool's file system: below it [`Spool::low_on_space`] says so
+    /// and the doors refuse new mail temporarily (0: no reserve).
+    pub fn set_min_free(&self, bytes: u64) {
+        self.space.min_free.store(bytes, Ordering::Relaxed);
+        self.space.checked_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether the spool's file system has less free space than the reserve (as of the last
+    /// check, at most a second old). What is queued is still delivered; only intake stops.
+    pub fn low_on_space(&self) -> bool {
+        let min = self.space.min_free.load(Ordering::Relaxed);
+        if min == 0 {
+            return false;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let last = self.space.checked_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1000
+            && self
+                .space
+                .checked_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let low = match rustix::fs::statvfs(&self.root) {
+                Ok(v) => v.f_bavail.saturating_mul(v.f_frsize) < min,
+                Err(_) => false,
+            };
+            self.space.low.store(low, Ordering::Relaxed);
+        }
+        self.space.low.load(Ordering::Relaxed)
+    }
+
     /// Encodes a file for the spool, enforcing the size limit.
     ///
     /// # Errors
     /// [`SpoolError::TooLarge`] or [`SpoolError::Encode`].
     pub fn encode(&self, file: &QueueFile) -> Result<Vec<u8>, SpoolError> {
-        let size = (file.message.len() + file.original.len()) as u64;
-        if size > self.max_message_size {
+        // The limit is on what the client sent; our own header lines (Received, X-SMS-*) and
+        // a SIP original (bounded by its door) get room beyond it.
+        let size = file.message.len() as u64;
+        if size > self.max_message_size + OWN_HEADROOM {
             return Err(SpoolError::TooLarge {
                 size,
                 max: self.max_message_size,
@@ -766,11 +817,24 @@ mod tests {
     fn oversized_message_is_refused_before_any_write() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path(), 1024).unwrap();
-        let f = spool.new_message("", &["x@y".into()], vec![b'a'; 2000], origin(), 60);
+        // Beyond the limit and the room kept for our own header lines.
+        let big = 1024 + OWN_HEADROOM as usize + 1;
+        let f = spool.new_message("", &["x@y".into()], vec![b'a'; big], origin(), 60);
         let e = spool.commit_direct(&f).unwrap_err();
         assert!(matches!(e, SpoolError::TooLarge { .. }));
         assert!(!e.is_temporary());
         assert!(spool.list(Queue::Incoming).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_message_at_the_limit_fits_with_our_received_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1024).unwrap();
+        let mut body =
+            b"Received: by mta.test (smsmta) id x; Mon, 1 Dec 2026 00:00:00 +0000\r\n".to_vec();
+        body.extend(vec![b'a'; 1024]);
+        let f = spool.new_message("", &["x@y".into()], body, origin(), 60);
+        assert!(spool.commit_direct(&f).is_ok());
     }
 
     #[test]
