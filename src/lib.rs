@@ -22,6 +22,7 @@ pub mod delivery;
 pub mod identity;
 pub mod limits;
 pub mod mail;
+pub mod random;
 pub mod registry;
 pub mod sip;
 pub mod sms;

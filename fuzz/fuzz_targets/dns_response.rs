@@ -5,5 +5,5 @@ use smsmta::delivery::dns;
 
 fuzz_target!(|data: &[u8]| {
     let id = data.first().copied().unwrap_or(0) as u16;
-    let _ = dns::parse_mx_response(data, id);
+    let _ = dns::parse_mx_response(data, id, "example.org");
 });

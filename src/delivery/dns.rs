@@ -2,16 +2,17 @@
 //!
 //! The codec builds one MX query and reads the answer section of the response, following
 //! name compression with a bound on pointer hops. The exchange sends the query over UDP to the
-//! name servers of `/etc/resolv.conf` in turn (5 s each) and checks the response ID and
-//! question. A domain without MX records is its own mail host (RFC 5321 5.1, implicit MX); a
+//! name servers of `/etc/resolv.conf` in turn (5 s each) with a random query ID, and takes
+//! only a response with that ID, one question equal to ours (name, MX, IN), and answers whose
+//! owner is the domain asked about (anything else is ignored: a spoofed or confused answer
+//! cannot name another domain's mail hosts). A truncated response is asked again over TCP. A domain without MX records is its own mail host (RFC 5321 5.1, implicit MX); a
 //! "null MX" (RFC 7505) means the domain takes no mail: a permanent failure. Host addresses
 //! are then resolved by the system resolver.
 //!
 //! **Trust.** Responses are untrusted: every length and pointer is checked; the decoder never
 //! panics (property test and fuzz target `dns_response`).
 //!
-//! **Limits.** No TCP fallback for truncated responses (an MX answer fits in 512 octets in
-//! practice; a truncated one is used as far as it goes), no DNSSEC.
+//! **Limits.** No DNSSEC; responses over TCP of at most 64 KiB.
 //!
 //! Standards: RFC 1035 4.1 (message format), RFC 5321 5.1, RFC 7505.
 
@@ -84,6 +85,14 @@ pub enum MxAnswer {
     NoSuchDomain,
     /// Another response code (SERVFAIL, REFUSED...).
     Failure(u8),
+    /// The TC bit: the answer did not fit; ask again over TCP.
+    Truncated,
+}
+
+/// Whether two domain names are the same (ASCII case, a trailing dot ignored).
+fn same_name(a: &str, b: &str) -> bool {
+    a.trim_end_matches('.')
+        .eq_ignore_ascii_case(b.trim_end_matches('.'))
 }
 
 fn read_name(msg: &[u8], mut pos: usize) -> Option<(String, usize)> {
@@ -121,28 +130,34 @@ fn u16_at(msg: &[u8], pos: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*msg.get(pos)?, *msg.get(pos + 1)?]))
 }
 
-/// Reads a response to the query with ID `id`; `None` when it is not one (wrong ID, not a
-/// response, malformed).
-pub fn parse_mx_response(msg: &[u8], id: u16) -> Option<MxAnswer> {
+/// Reads the response to our MX query for `domain` with ID `id`; `None` when it is not one
+/// (wrong ID, not a response, not exactly our question, malformed).
+pub fn parse_mx_response(msg: &[u8], id: u16, domain: &str) -> Option<MxAnswer> {
     if u16_at(msg, 0)? != id || msg.get(2)? & 0x80 == 0 {
         return None;
     }
     let rcode = msg.get(3)? & 0x0F;
     let qd = u16_at(msg, 4)?;
     let an = u16_at(msg, 6)?;
+    if qd != 1 {
+        return None;
+    }
+    let (qname, p) = read_name(msg, 12)?;
+    if !same_name(&qname, domain) || u16_at(msg, p)? != TYPE_MX || u16_at(msg, p + 2)? != CLASS_IN {
+        return None;
+    }
+    let mut pos = p + 4;
+    if msg.get(2)? & 0x02 != 0 {
+        return Some(MxAnswer::Truncated);
+    }
     match rcode {
         0 => {}
         3 => return Some(MxAnswer::NoSuchDomain),
         r => return Some(MxAnswer::Failure(r)),
     }
-    let mut pos = 12;
-    for _ in 0..qd {
-        let (_, p) = read_name(msg, pos)?;
-        pos = p + 4;
-    }
     let mut hosts = Vec::new();
     for _ in 0..an {
-        let Some((_, p)) = read_name(msg, pos) else {
+        let Some((owner, p)) = read_name(msg, pos) else {
             break;
         };
         let (Some(rtype), Some(rdlen)) = (u16_at(msg, p), u16_at(msg, p + 8)) else {
@@ -153,6 +168,7 @@ pub fn parse_mx_response(msg: &[u8], id: u16) -> Option<MxAnswer> {
             break;
         }
         if rtype == TYPE_MX
+            && same_name(&owner, domain)
             && let (Some(pref), Some((host, _))) = (u16_at(msg, rdata), read_name(msg, rdata + 2))
         {
             hosts.push((pref, host.to_ascii_lowercase()));
@@ -190,7 +206,7 @@ pub async fn mail_hosts(domain: &str, servers: &[SocketAddr]) -> Result<Vec<Stri
         domain: domain.to_string(),
         reason,
     };
-    let id = (crate::spool::now_unix() as u16) ^ (std::process::id() as u16);
+    let id = crate::random::u64() as u16;
     let query = mx_query(id, domain).map_err(|e| temp(e.to_string()))?;
     let mut last = "no name server".to_string();
     for server in servers {
@@ -206,8 +222,12 @@ pub async fn mail_hosts(domain: &str, servers: &[SocketAddr]) -> Result<Vec<Stri
             let mut buf = vec![0u8; 4096];
             loop {
                 let n = sock.recv(&mut buf).await?;
-                if let Some(a) = parse_mx_response(&buf[..n], id) {
-                    return Ok::<_, std::io::Error>(a);
+                match parse_mx_response(&buf[..n], id, domain) {
+                    Some(MxAnswer::Truncated) => {
+                        return tcp_exchange(*server, &query, id, domain).await;
+                    }
+                    Some(a) => return Ok::<_, std::io::Error>(a),
+                    None => {}
                 }
             }
         };
@@ -223,11 +243,37 @@ pub async fn mail_hosts(domain: &str, servers: &[SocketAddr]) -> Result<Vec<Stri
                 return Err(DnsError::NoSuchDomain(domain.to_string()));
             }
             Ok(Ok(MxAnswer::Failure(r))) => last = format!("{server}: response code {r}"),
+            Ok(Ok(MxAnswer::Truncated)) => last = format!("{server}: truncated over TCP too"),
             Ok(Err(e)) => last = format!("{server}: {e}"),
             Err(_) => last = format!("{server}: timeout"),
         }
     }
     Err(temp(last))
+}
+
+/// The same query over TCP (RFC 1035 4.2.2: two length octets before each message), after a
+/// truncated UDP answer.
+async fn tcp_exchange(
+    server: SocketAddr,
+    query: &[u8],
+    id: u16,
+    domain: &str,
+) -> std::io::Result<MxAnswer> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not our DNS answer");
+    let mut s = tokio::net::TcpStream::connect(server).await?;
+    let len = u16::try_from(query.len()).map_err(|_| bad())?;
+    let mut framed = len.to_be_bytes().to_vec();
+    framed.extend_from_slice(query);
+    s.write_all(&framed).await?;
+    let mut lb = [0u8; 2];
+    s.read_exact(&mut lb).await?;
+    let mut msg = vec![0u8; usize::from(u16::from_be_bytes(lb))];
+    s.read_exact(&mut msg).await?;
+    match parse_mx_response(&msg, id, domain) {
+        Some(a) => Ok(a),
+        None => Err(bad()),
+    }
 }
 
 #[cfg(test)]
@@ -265,15 +311,19 @@ mod tests {
         let q = mx_query(0x1234, "example.org").unwrap();
         let r = mx_response(&q, 0, &[(20, "mx2.example.org"), (10, "MX1.example.org")]);
         assert_eq!(
-            parse_mx_response(&r, 0x1234),
+            parse_mx_response(&r, 0x1234, "example.org"),
             Some(MxAnswer::Hosts(vec![
                 (10, "mx1.example.org".into()),
                 (20, "mx2.example.org".into())
             ]))
         );
-        assert_eq!(parse_mx_response(&r, 0x9999), None, "wrong ID");
         assert_eq!(
-            parse_mx_response(&q, 0x1234),
+            parse_mx_response(&r, 0x9999, "example.org"),
+            None,
+            "wrong ID"
+        );
+        assert_eq!(
+            parse_mx_response(&q, 0x1234, "example.org"),
             None,
             "a query is not a response"
         );
@@ -283,15 +333,15 @@ mod tests {
     fn response_codes_and_empty_answers() {
         let q = mx_query(1, "example.org").unwrap();
         assert_eq!(
-            parse_mx_response(&mx_response(&q, 3, &[]), 1),
+            parse_mx_response(&mx_response(&q, 3, &[]), 1, "example.org"),
             Some(MxAnswer::NoSuchDomain)
         );
         assert_eq!(
-            parse_mx_response(&mx_response(&q, 2, &[]), 1),
+            parse_mx_response(&mx_response(&q, 2, &[]), 1, "example.org"),
             Some(MxAnswer::Failure(2))
         );
         assert_eq!(
-            parse_mx_response(&mx_response(&q, 0, &[]), 1),
+            parse_mx_response(&mx_response(&q, 0, &[]), 1, "example.org"),
             Some(MxAnswer::NoRecords)
         );
     }
@@ -304,7 +354,72 @@ mod tests {
         let owner = q.len();
         r[owner] = 0xC0;
         r[owner + 1] = owner as u8;
-        assert_eq!(parse_mx_response(&r, 1), Some(MxAnswer::NoRecords));
+        assert_eq!(
+            parse_mx_response(&r, 1, "example.org"),
+            Some(MxAnswer::NoRecords)
+        );
+    }
+
+    #[test]
+    fn answers_for_another_question_or_owner_are_not_believed() {
+        let q = mx_query(7, "example.org").unwrap();
+        let r = mx_response(&q, 0, &[(10, "mx.evil.example")]);
+        // Our ID, but the question is for another domain.
+        assert_eq!(parse_mx_response(&r, 7, "bank.example"), None);
+        // Our question, but the record's owner is another name.
+        let other = mx_query(7, "evil.example").unwrap();
+        let mut r = mx_response(&q, 0, &[]);
+        r[6..8].copy_from_slice(&1u16.to_be_bytes());
+        let owner_at = r.len();
+        r.extend_from_slice(&other[12..other.len() - 4]);
+        r.extend_from_slice(&TYPE_MX.to_be_bytes());
+        r.extend_from_slice(&CLASS_IN.to_be_bytes());
+        r.extend_from_slice(&300u32.to_be_bytes());
+        r.extend_from_slice(&[0, 4, 0, 10, 0xC0, owner_at as u8]);
+        assert_eq!(
+            parse_mx_response(&r, 7, "example.org"),
+            Some(MxAnswer::NoRecords)
+        );
+        // Two questions: not our response.
+        let mut r = mx_response(&q, 0, &[(10, "mx.example.org")]);
+        r[4..6].copy_from_slice(&2u16.to_be_bytes());
+        assert_eq!(parse_mx_response(&r, 7, "example.org"), None);
+        // TC set: ask again over TCP.
+        let mut r = mx_response(&q, 0, &[(10, "mx.example.org")]);
+        r[2] |= 0x02;
+        assert_eq!(
+            parse_mx_response(&r, 7, "example.org"),
+            Some(MxAnswer::Truncated)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_truncated_answer_is_asked_again_over_tcp() {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let h = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = [0u8; 512];
+            let (n, peer) = udp.recv_from(&mut buf).await.unwrap();
+            let mut r = mx_response(&buf[..n], 0, &[]);
+            r[2] |= 0x02;
+            udp.send_to(&r, peer).await.unwrap();
+            let (mut s, _) = tcp.accept().await.unwrap();
+            let mut lb = [0u8; 2];
+            s.read_exact(&mut lb).await.unwrap();
+            let mut q = vec![0u8; u16::from_be_bytes(lb) as usize];
+            s.read_exact(&mut q).await.unwrap();
+            let r = mx_response(&q, 0, &[(5, "big.example.org")]);
+            let mut out = (r.len() as u16).to_be_bytes().to_vec();
+            out.extend_from_slice(&r);
+            s.write_all(&out).await.unwrap();
+        });
+        assert_eq!(
+            mail_hosts("example.org", &[addr]).await.unwrap(),
+            vec!["big.example.org".to_string()]
+        );
+        h.await.unwrap();
     }
 
     #[test]
@@ -351,7 +466,7 @@ mod tests {
     proptest! {
         #[test]
         fn arbitrary_responses_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600), id in any::<u16>()) {
-            let _ = parse_mx_response(&bytes, id);
+            let _ = parse_mx_response(&bytes, id, "example.org");
         }
     }
 }

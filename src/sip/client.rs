@@ -64,18 +64,9 @@ pub struct SipClient {
     receiver: JoinHandle<()>,
 }
 
-/// 64 bits from the operating system's random source (time and pid only if it fails, which
-/// on Linux it does not after boot).
+/// 64 bits from the operating system's random source: [`crate::random::u64`].
 pub fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    if getrandom::getrandom(&mut b).is_ok() {
-        return u64::from_le_bytes(b);
-    }
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-        ^ u64::from(std::process::id()).rotate_left(32)
+    crate::random::u64()
 }
 
 /// The source address the kernel would use towards `dest` (a connected UDP socket sends
