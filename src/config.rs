@@ -401,6 +401,29 @@ pub struct SmtpUser {
     pub name: String,
     /// SHA-512 crypt hash (`$6$...`, as `openssl passwd -6` or `smsmta hash-password` print).
     pub password_hash: String,
+    /// The MAIL FROM addresses this user may use once authenticated: addresses, or `@domain`
+    /// for any address in a domain. Empty: only the login name itself (Postfix's
+    /// `reject_sender_login_mismatch`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub senders: Vec<String>,
+}
+
+impl SmtpUser {
+    /// Whether this user may send as `sender` (ASCII case ignored; the null sender never).
+    pub fn may_send_as(&self, sender: &str) -> bool {
+        if sender.is_empty() {
+            return false;
+        }
+        if self.senders.is_empty() {
+            return sender.eq_ignore_ascii_case(&self.name);
+        }
+        self.senders.iter().any(|s| match s.strip_prefix('@') {
+            Some(domain) => sender
+                .rsplit_once('@')
+                .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain)),
+            None => s.eq_ignore_ascii_case(sender),
+        })
+    }
 }
 
 /// `[registry]`.

@@ -98,7 +98,7 @@ fn swaks_plain_starttls_and_auth() {
     let dir = tempfile::tempdir().unwrap();
     cert(dir.path());
     let extra = format!(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n[smtp]\nlisten = \"127.0.0.1:0\"\nsubmission_listen = \"127.0.0.1:0\"\ntrusted_networks = []\ntls_cert = \"{}\"\ntls_key = \"{}\"\n[[smtp.users]]\nname = \"alice\"\npassword_hash = \"{}\"\n",
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[smtp]\nlisten = \"127.0.0.1:0\"\nsubmission_listen = \"127.0.0.1:0\"\ntrusted_networks = []\ntls_cert = \"{}\"\ntls_key = \"{}\"\n[[smtp.users]]\nname = \"alice\"\npassword_hash = \"{}\"\nsenders = [\"alice@example.org\"]\n",
         dir.path().join("cert.pem").display(),
         dir.path().join("key.pem").display(),
         hash("correct horse")

@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
         tls_available: flags & 4 == 4,
         auth_available: flags & 8 == 8,
         auth_required: flags & 16 == 16,
+        users: std::sync::Arc::new(Vec::new()),
     };
     let mut s = Session::new(cfg, "192.0.2.1".parse().unwrap());
     let _ = s.greeting();
@@ -27,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         let step = s.line(line, line.len() > 2000, bare_lf);
         match step {
-            Step::Commit(_) => { let _ = s.committed(if i % 2 == 0 { Ok("ID".into()) } else { Err("disk".into()) }); }
+            Step::Commit(_) => { let _ = s.committed(if i % 2 == 0 { Ok("ID".into()) } else { Err(smsmta::smtp::session::CommitError::Failed) }); }
             Step::CheckSubscriber { address, .. } => { let _ = s.recipient_checked(address, i % 2 == 0); }
             Step::StartTls(_) => s.tls_started(),
             Step::Authenticate { user, .. } => { let _ = s.auth_result(user, i % 3 == 0); }

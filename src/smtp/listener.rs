@@ -39,6 +39,50 @@ pub struct RateLimiter {
     seen: Mutex<HashMap<String, (u64, u32)>>,
 }
 
+/// Failed AUTH attempts per client address, for the back-off; bounded.
+#[derive(Debug, Default)]
+struct AuthFailures {
+    map: Mutex<HashMap<IpAddr, (u32, std::time::Instant)>>,
+}
+
+impl AuthFailures {
+    const KEEP: Duration = Duration::from_secs(15 * 60);
+    const ENTRIES: usize = 10_000;
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (u32, std::time::Instant)>> {
+        match self.map.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn failures(&self, ip: IpAddr) -> u32 {
+        match self.map().get(&ip) {
+            Some((n, at)) if at.elapsed() < Self::KEEP => *n,
+            _ => 0,
+        }
+    }
+
+    fn fail(&self, ip: IpAddr) {
+        let mut m = self.map();
+        if m.len() >= Self::ENTRIES && !m.contains_key(&ip) {
+            m.retain(|_, (_, at)| at.elapsed() < Self::KEEP);
+            if m.len() >= Self::ENTRIES {
+                m.clear();
+            }
+        }
+        let e = m.entry(ip).or_insert((0, std::time::Instant::now()));
+        if e.1.elapsed() >= Self::KEEP {
+            e.0 = 0;
+        }
+        *e = (e.0.saturating_add(1), std::time::Instant::now());
+    }
+
+    fn clear(&self, ip: IpAddr) {
+        self.map().remove(&ip);
+    }
+}
+
 /// Clients the rate limiter holds at most.
 const LIMITER_ENTRIES: usize = 100_000;
 
@@ -118,6 +162,9 @@ pub struct SmtpServer {
     limiter: RateLimiter,
     tls: Option<tokio_rustls::TlsAcceptor>,
     users: HashMap<String, String>,
+    user_list: Arc<Vec<crate::config::SmtpUser>>,
+    dummy_hash: String,
+    auth_failures: AuthFailures,
 }
 
 /// Why TLS could not be set up.
@@ -185,25 +232,63 @@ impl SmtpServer {
             .iter()
             .map(|u| (u.name.clone(), u.password_hash.clone()))
             .collect();
+        // The cost of the users' hashes (`smsmta hash-password` uses 100,000 rounds).
+        let rounds = cfg
+            .smtp
+            .users
+            .first()
+            .and_then(|u| u.password_hash.strip_prefix("$6$rounds="))
+            .and_then(|r| r.split('$').next()?.parse().ok())
+            .unwrap_or(5_000);
+        let dummy_hash = if cfg.smtp.users.is_empty() {
+            String::new()
+        } else {
+            sha_crypt::Sha512Params::new(rounds)
+                .ok()
+                .and_then(|p| sha_crypt::sha512_simple("no such user", &p).ok())
+                .unwrap_or_default()
+        };
         Ok(SmtpServer {
+            user_list: Arc::new(cfg.smtp.users.clone()),
             cfg,
             writer,
             registry,
             limiter,
             tls,
             users,
+            dummy_hash,
+            auth_failures: AuthFailures::default(),
         })
     }
 
     /// Checks a password against the user's SHA-512 crypt hash (off the async threads: the
     /// hash is deliberately slow).
-    async fn check_password(&self, user: &str, password: String) -> bool {
-        let Some(hash) = self.users.get(user).cloned() else {
-            return false;
+    ///
+    /// An unknown user is checked against a dummy hash of the same cost, so that names cannot
+    /// be told from passwords by the time the answer takes. A client address that has failed
+    /// before waits before each further try: 1 s after two failures, doubling up to 16 s, for
+    /// 15 minutes after its last failure.
+    async fn check_password(&self, user: &str, password: String, peer: IpAddr) -> bool {
+        let prior = self.auth_failures.failures(peer);
+        if prior >= 2 {
+            let wait = Duration::from_secs(1 << (prior - 2).min(4));
+            tokio::time::sleep(wait).await;
+        }
+        let (hash, known) = match self.users.get(user) {
+            Some(h) => (h.clone(), true),
+            None => (self.dummy_hash.clone(), false),
         };
-        tokio::task::spawn_blocking(move || sha_crypt::sha512_check(&password, &hash).is_ok())
-            .await
-            .unwrap_or(false)
+        let ok =
+            tokio::task::spawn_blocking(move || sha_crypt::sha512_check(&password, &hash).is_ok())
+                .await
+                .unwrap_or(false)
+                && known;
+        if ok {
+            self.auth_failures.clear(peer);
+        } else {
+            self.auth_failures.fail(peer);
+        }
+        ok
     }
 
     fn session_config(&self, peer: IpAddr, submission: bool) -> SessionConfig {
@@ -223,6 +308,7 @@ impl SmtpServer {
             tls_available: self.tls.is_some(),
             auth_available: self.tls.is_some() && !self.users.is_empty(),
             auth_required: submission,
+            users: Arc::clone(&self.user_list),
         }
     }
 
@@ -447,7 +533,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         return Ok(Outcome::StartTls);
                     }
                     Step::Authenticate { user, password } => {
-                        let ok = server.check_password(&user, password).await;
+                        let ok = server.check_password(&user, password, peer.ip()).await;
                         info!(%peer, "smtp AUTH {user}: {}", if ok { "ok" } else { "failed" });
                         step = session.auth_result(user, ok);
                     }

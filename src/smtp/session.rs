@@ -56,6 +56,8 @@ pub struct SessionConfig {
     pub auth_available: bool,
     /// Submission: MAIL needs AUTH first.
     pub auth_required: bool,
+    /// The users, for the senders each may use after AUTH.
+    pub users: std::sync::Arc<Vec<crate::config::SmtpUser>>,
 }
 
 /// What the connection must do after a line.
@@ -324,6 +326,25 @@ impl Session {
                 let sender = from.address.to_string();
                 if sender.contains(['\r', '\n', '<', '>']) || sender.len() > 254 {
                     return self.error(reply(501, "5.1.7", "Bad sender address syntax"));
+                }
+                // An authenticated user sends as itself (or the senders it is given), never as
+                // whoever it likes.
+                if let Some(user) = &self.user {
+                    let allowed = self
+                        .cfg
+                        .users
+                        .iter()
+                        .find(|u| &u.name == user)
+                        .is_some_and(|u| u.may_send_as(&sender));
+                    if !allowed {
+                        return self.error(reply(
+                            553,
+                            "5.7.1",
+                            &format!(
+                                "<{sender}>: Sender address rejected: not owned by user {user}"
+                            ),
+                        ));
+                    }
                 }
                 self.tx = Some(Transaction {
                     sender,
@@ -657,6 +678,18 @@ mod tests {
             tls_available: true,
             auth_available: true,
             auth_required: false,
+            users: std::sync::Arc::new(vec![
+                crate::config::SmtpUser {
+                    name: "alice@example.org".into(),
+                    password_hash: String::new(),
+                    senders: Vec::new(),
+                },
+                crate::config::SmtpUser {
+                    name: "alice".into(),
+                    password_hash: String::new(),
+                    senders: vec!["alice@example.org".into()],
+                },
+            ]),
         }
     }
 
@@ -675,6 +708,33 @@ mod tests {
             Step::StartTls(_) => 3,
             Step::Authenticate { .. } => 4,
         }
+    }
+
+    #[test]
+    fn an_authenticated_user_sends_only_as_itself() {
+        let mut s = Session::new(cfg(false), "192.0.2.1".parse().unwrap());
+        s.line(b"EHLO x", false, false);
+        s.tls_started();
+        assert_eq!(code(&s.auth_result("alice@example.org".into(), true)), 235);
+        let steps = run(
+            &mut s,
+            &[
+                "MAIL FROM:<bob@example.org>",
+                "MAIL FROM:<>",
+                "MAIL FROM:<Alice@Example.org>",
+            ],
+        );
+        assert_eq!(
+            steps.iter().map(code).collect::<Vec<_>>(),
+            vec![553, 553, 250]
+        );
+        let u = crate::config::SmtpUser {
+            name: "gw".into(),
+            password_hash: String::new(),
+            senders: vec!["@example.net".into(), "ops@example.org".into()],
+        };
+        assert!(u.may_send_as("x@EXAMPLE.net") && u.may_send_as("ops@example.org"));
+        assert!(!u.may_send_as("gw") && !u.may_send_as("x@example.org") && !u.may_send_as(""));
     }
 
     #[test]
