@@ -551,7 +551,7 @@ impl Default for SmtpConfig {
             rate_limit: 0,
             country_code: String::new(),
             national_prefix: "0".into(),
-            registry_authoritative: false,
+            registry_authoritative: true,
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             submission_listen: String::new(),

@@ -252,3 +252,247 @@ async fn smtp(server: SocketAddr, from: &str, to: &str, data: &str) -> String {
     w.write_all(b"QUIT\r\n").await.unwrap();
     last
 }
+
+/// Reads one SMTP reply (all its lines) and returns its last line.
+async fn smtp_reply(r: &mut tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>) -> String {
+    use tokio::io::AsyncBufReadExt;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).await.unwrap() == 0 {
+            return line;
+        }
+        if line.len() < 4 || line.as_bytes()[3] != b'-' {
+            return line;
+        }
+    }
+}
+
+/// A TCP connection from `from` (another loopback address plays another host).
+async fn connect_from(from: &str, to: SocketAddr) -> tokio::net::TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    s.connect(to).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_unknown_number_is_refused_at_rcpt_not_bounced_later() {
+    let bts = SipPeer::ok().await;
+    let e = env(bts.addr, "").await;
+    use tokio::io::AsyncWriteExt;
+    let (r, mut w) = connect_from("127.0.0.2", e.smtp()).await.into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    assert!(smtp_reply(&mut r).await.starts_with("220"));
+    for (cmd, want) in [
+        ("EHLO spammer.example\r\n", "250"),
+        ("MAIL FROM:<forged@victim.example>\r\n", "250"),
+        ("RCPT TO:<15550009999@sms.test>\r\n", "550 5.1.1"),
+        (&format!("RCPT TO:<{B}@sms.test>\r\n") as &str, "250"),
+    ] {
+        w.write_all(cmd.as_bytes()).await.unwrap();
+        let got = smtp_reply(&mut r).await;
+        assert!(got.starts_with(want), "{cmd}: {got}");
+    }
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn rfc_3261_refusals_are_answered_not_guessed() {
+    let mut bts = SipPeer::ok().await;
+    let e = env(bts.addr, "").await;
+    let s = e.udp();
+    let head = |method: &str, uri: &str, version: &str, extra: &str, l: SocketAddr| {
+        format!(
+            "{method} {uri} {version}\r\nVia: SIP/2.0/UDP {l};branch=z9hG4bKrfc{}\r\nFrom: <sip:IMSI{A_IMSI}@127.0.0.1>;tag=x\r\nTo: <sip:{B}@{s}>\r\nCall-ID: rfc{}\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n",
+            l.port(),
+            l.port()
+        )
+    };
+    let cases: [(&str, &str, &str, &str, &str); 5] = [
+        ("FOO", "sip:x@h", "SIP/2.0", "", "SIP/2.0 501"),
+        ("MESSAGE", "tel:+15551234567", "SIP/2.0", "", "SIP/2.0 416"),
+        (
+            "MESSAGE",
+            "sip:smsc@h",
+            "SIP/2.0",
+            "Require: 100rel, foo\r\n",
+            "SIP/2.0 420",
+        ),
+        ("MESSAGE", "sip:smsc@h", "SIP/3.0", "", "SIP/2.0 505"),
+        (
+            "MESSAGE",
+            "sip:smsc@h",
+            "SIP/2.0",
+            "Content-Length: 40\r\n",
+            "SIP/2.0 400",
+        ),
+    ];
+    for (m, uri, v, extra, want) in cases {
+        let got = transact(s, |l| head(m, uri, v, extra, l)).await;
+        assert!(got.starts_with(want), "{m} {uri} {v} {extra:?}: {got}");
+    }
+    // 420 names what is unsupported; 501 says what is allowed.
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let l = sock.local_addr().unwrap();
+    sock.send_to(
+        head("MESSAGE", "sip:smsc@h", "SIP/2.0", "Require: 100rel\r\n", l).as_bytes(),
+        s,
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("Unsupported: 100rel"));
+    ordinary_text_still_arrives(&e, &mut bts).await;
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn strangers_get_a_stateless_403_and_their_tcp_is_closed() {
+    let mut bts = SipPeer::ok().await;
+    let e = env(bts.addr, "[sip]\ntrusted_networks = [\"127.0.0.1/32\"]\n").await;
+    let s = e.udp();
+    let stranger = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let l = stranger.local_addr().unwrap();
+    let mut buf = vec![0u8; 4096];
+    for i in 0..200 {
+        let req = message(s, l, &format!("IMSI{A_IMSI}"), B, &"x".repeat(i + 1));
+        stranger.send_to(req.as_bytes(), s).await.unwrap();
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), stranger.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(buf[..n].starts_with(b"SIP/2.0 403"));
+    }
+    // TCP from a stranger: closed before anything is read.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut t = connect_from("127.0.0.2", e.tcp()).await;
+    let _ = t.write_all(message(s, l, "x", B, "y").as_bytes()).await;
+    let n = tokio::time::timeout(Duration::from_secs(5), t.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "a stranger's TCP connection was served");
+    ordinary_text_still_arrives(&e, &mut bts).await;
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_every_smtp_connection() {
+    let e = Env::start(
+        "[smtp]\ntrusted_networks = [\"127.0.0.1/32\"]\nmax_connections_per_client = 5\n",
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let (r, w) = connect_from("127.0.0.2", e.smtp()).await.into_split();
+        let mut r = tokio::io::BufReader::new(r);
+        assert!(smtp_reply(&mut r).await.starts_with("220"));
+        held.push((r, w));
+    }
+    let (r, _w) = connect_from("127.0.0.2", e.smtp()).await.into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    assert!(
+        smtp_reply(&mut r).await.starts_with("421"),
+        "a sixth connection from one address"
+    );
+    // Another address is still served.
+    let (r, _w) = connect_from("127.0.0.3", e.smtp()).await.into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    assert!(smtp_reply(&mut r).await.starts_with("220"));
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn a_data_phase_that_never_ends_is_cut_off() {
+    let e = Env::start("[smtp]\ndata_timeout = \"1s\"\nidle_timeout = \"30s\"\n").await;
+    e.add_subscriber(B, B_IMSI).await;
+    use tokio::io::AsyncWriteExt;
+    let (r, mut w) = connect_from("127.0.0.2", e.smtp()).await.into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    smtp_reply(&mut r).await;
+    for cmd in [
+        "EHLO slow.example\r\n".to_string(),
+        "MAIL FROM:<a@slow.example>\r\n".into(),
+        format!("RCPT TO:<{B}@sms.test>\r\n"),
+        "DATA\r\n".into(),
+    ] {
+        w.write_all(cmd.as_bytes()).await.unwrap();
+        smtp_reply(&mut r).await;
+    }
+    // A byte every 300 ms: never idle, never done.
+    let t = std::time::Instant::now();
+    let reply = loop {
+        let _ = w.write_all(b"x").await;
+        tokio::select! {
+            line = smtp_reply(&mut r) => break line,
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "DATA went on for ever"
+        );
+    };
+    assert!(reply.starts_with("421 4.4.2"), "{reply}");
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn below_the_free_space_reserve_intake_is_refused_temporarily() {
+    let mut bts = SipPeer::ok().await;
+    // A reserve larger than any disk: always below it.
+    let e = env(bts.addr, "[spool]\nmin_free = \"1000000GiB\"\n").await;
+    let s = transact(e.udp(), |l| {
+        message(e.udp(), l, &format!("IMSI{A_IMSI}"), B, "no room")
+    })
+    .await;
+    assert!(s.starts_with("SIP/2.0 503"), "{s}");
+    use tokio::io::AsyncWriteExt;
+    let (r, mut w) = tokio::net::TcpStream::connect(e.smtp())
+        .await
+        .unwrap()
+        .into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    smtp_reply(&mut r).await;
+    w.write_all(b"EHLO x\r\n").await.unwrap();
+    smtp_reply(&mut r).await;
+    w.write_all(b"MAIL FROM:<a@example.org>\r\n").await.unwrap();
+    let got = smtp_reply(&mut r).await;
+    assert!(got.starts_with("452 4.3.1"), "{got}");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), bts.rx.recv())
+            .await
+            .is_err()
+    );
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn mail_leaving_for_another_domain_names_no_imsi_and_no_bts() {
+    let bts = SipPeer::ok().await;
+    let mut sink = peers::SmtpSink::start(|_| None).await;
+    let e = env(bts.addr, &format!("smarthost = \"{}\"\n", sink.addr)).await;
+    let s = transact(e.udp(), |l| {
+        message(
+            e.udp(),
+            l,
+            &format!("IMSI{A_IMSI}"),
+            "smsc",
+            "bob@example.org lunch?",
+        )
+    })
+    .await;
+    assert!(s.starts_with("SIP/2.0 202"), "{s}");
+    let m = sink.next(10).await;
+    assert!(m.data.contains("lunch?"), "{}", m.data);
+    assert!(!m.data.contains(A_IMSI), "the IMSI left: {}", m.data);
+    assert!(
+        !m.data.to_ascii_lowercase().contains("x-sms-"),
+        "{}",
+        m.data
+    );
+    assert!(!m.data.contains("with SIP"), "the BTS hop left: {}", m.data);
+    e.stop().await;
+}

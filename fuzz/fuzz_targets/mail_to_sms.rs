@@ -17,6 +17,6 @@ fuzz_target!(|data: &[u8]| {
     };
     let c = text::sms_content(data, "a@example.org", &opts);
     let _ = smsmta::sms::segment::segment(&c.text, &Default::default());
-    let _ = notice::should_notify("a@example.org", &OriginKind::Smtp, data);
+    let _ = notice::should_notify("a@example.org", &OriginKind::Smtp, data, &domains);
     let _ = notice::report_request(data);
 });

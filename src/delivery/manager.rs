@@ -591,6 +591,7 @@ impl Job<'_> {
             &self.file.envelope.sender,
             &self.file.envelope.origin.kind,
             &self.file.message,
+            &self.ctx.cfg.domains,
         );
         if notify && !failures.is_empty() {
             notices.push(self.notice(DsnKind::Failed, &failures, now));
@@ -916,7 +917,9 @@ fn sms_text(ctx: &Ctx, file: &QueueFile) -> SmsContent {
     text::sms_content(&file.message, &file.envelope.sender, &opts)
 }
 
-/// The message with our Received line on top (computed once per job).
+/// The message as it leaves for another domain (computed once per job): our Received line on
+/// top, and nothing that names the handset's IMSI, its RP-DATA or the BTS
+/// ([`crate::mail::provenance::for_outside`]).
 fn with_received(ctx: &Ctx, file: &QueueFile) -> Vec<u8> {
     let mut out = format!(
         "Received: by {} (smsmta) id {};\r\n\t{}\r\n",
@@ -925,7 +928,7 @@ fn with_received(ctx: &Ctx, file: &QueueFile) -> Vec<u8> {
         rfc5322_date(now_unix())
     )
     .into_bytes();
-    out.extend_from_slice(&file.message);
+    out.extend_from_slice(&crate::mail::provenance::for_outside(&file.message));
     out
 }
 

@@ -3,7 +3,10 @@
 //!
 //! Every notice is itself a message queued from the null sender, so it is never bounced
 //! (RFC 5321 4.5.5); [`should_notify`] also refuses to answer bounces, notices and
-//! auto-replies (RFC 3834: Auto-Submitted, Precedence bulk/junk/list).
+//! auto-replies (RFC 3834: Auto-Submitted, Precedence bulk/junk/list), and tells only senders
+//! smsmta can vouch for: a handset (a sender in our SMS domains) only when the message came
+//! from it over SIP (the BTS vouched for it), never because a mail's MAIL FROM names a local
+//! number. E-mail senders get DSNs as from any MTA.
 //!
 //! Standards: RFC 3464 (DSN), RFC 3462 (multipart/report), RFC 3463 (status codes),
 //! RFC 3834 (auto-replies), TS 23.040 9.2.2.3 (SMS-STATUS-REPORT facts).
@@ -29,8 +32,19 @@ pub struct Failure {
 }
 
 /// Whether a sender should be told about a failure of this message.
-pub fn should_notify(envelope_sender: &str, origin: &OriginKind, raw: &[u8]) -> bool {
+pub fn should_notify(
+    envelope_sender: &str,
+    origin: &OriginKind,
+    raw: &[u8],
+    local_domains: &[String],
+) -> bool {
     if envelope_sender.is_empty() || *origin == OriginKind::Internal {
+        return false;
+    }
+    let handset = envelope_sender
+        .rsplit_once('@')
+        .is_some_and(|(_, d)| local_domains.iter().any(|l| l.eq_ignore_ascii_case(d)));
+    if handset && *origin != OriginKind::Sip {
         return false;
     }
     let Some(m) = MessageParser::default().parse_headers(raw) else {
@@ -259,14 +273,31 @@ mod tests {
         b"From: alice@example.org\r\nTo: 15551234567@sms.example.org\r\nSubject: hi\r\n\r\nbody text\r\n";
 
     #[test]
+    fn a_handset_is_told_only_about_what_it_sent_over_sip() {
+        let d = vec!["sms.example.org".to_string()];
+        let handset = "15551230000@sms.example.org";
+        assert!(should_notify(handset, &OriginKind::Sip, ORIGINAL, &d));
+        // A mail whose MAIL FROM names one of our numbers: no notice SMS to that handset.
+        assert!(!should_notify(handset, &OriginKind::Smtp, ORIGINAL, &d));
+        assert!(!should_notify(handset, &OriginKind::Local, ORIGINAL, &d));
+        assert!(should_notify(
+            "alice@example.org",
+            &OriginKind::Smtp,
+            ORIGINAL,
+            &d
+        ));
+    }
+
+    #[test]
     fn bounces_notices_and_auto_replies_are_never_answered() {
         assert!(should_notify(
             "alice@example.org",
             &OriginKind::Smtp,
-            ORIGINAL
+            ORIGINAL,
+            &[]
         ));
-        assert!(!should_notify("", &OriginKind::Smtp, ORIGINAL));
-        assert!(!should_notify("a@b", &OriginKind::Internal, ORIGINAL));
+        assert!(!should_notify("", &OriginKind::Smtp, ORIGINAL, &[]));
+        assert!(!should_notify("a@b", &OriginKind::Internal, ORIGINAL, &[]));
         for h in [
             "Auto-Submitted: auto-replied",
             "Auto-Submitted: auto-generated",
@@ -277,12 +308,12 @@ mod tests {
         ] {
             let raw = format!("{h}\r\nFrom: a@b\r\n\r\nx\r\n");
             assert!(
-                !should_notify("a@b", &OriginKind::Smtp, raw.as_bytes()),
+                !should_notify("a@b", &OriginKind::Smtp, raw.as_bytes(), &[]),
                 "{h}"
             );
         }
         let raw = b"Auto-Submitted: no\r\n\r\nx";
-        assert!(should_notify("a@b", &OriginKind::Smtp, raw));
+        assert!(should_notify("a@b", &OriginKind::Smtp, raw, &[]));
     }
 
     #[test]
@@ -328,7 +359,7 @@ mod tests {
             c.text,
             "Mail to 15551234567@sms.example.org not delivered: 404 Not Found"
         );
-        assert!(!should_notify("", &OriginKind::Internal, &raw));
+        assert!(!should_notify("", &OriginKind::Internal, &raw, &[]));
     }
 
     #[test]
