@@ -12,7 +12,7 @@ pub const CONTROL_PREFIX: &str = "X-SMS-";
 /// `raw` without its `X-SMS-*` header fields (folded continuation lines included). The body,
 /// and a message that has no header section end, are left as they are past the headers.
 pub fn strip_control_headers(raw: &[u8]) -> Vec<u8> {
-    strip_fields(raw, |field| is_control(field))
+    strip_fields(raw, is_control)
 }
 
 /// A mail made from a text, as it may leave for another domain: without the `X-SMS-*` facts
