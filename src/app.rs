@@ -363,10 +363,10 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
             .map_err(|e| {
                 AppError::Internal(format!("delivery: cannot bind the SIP client: {e}"))
             })?;
-        tasks.spawn(manager::run(
+        tasks.spawn(manager::supervise(
             Arc::new(ctx),
             hints,
-            reachable.subscribe(),
+            reachable.clone(),
             shutdown.clone(),
         ));
     }

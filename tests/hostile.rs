@@ -496,3 +496,72 @@ async fn mail_leaving_for_another_domain_names_no_imsi_and_no_bts() {
     assert!(!m.data.contains("with SIP"), "the BTS hop left: {}", m.data);
     e.stop().await;
 }
+
+fn queue_list(cfg: &std::path::Path) -> String {
+    let out = std::process::Command::new(common::BIN)
+        .args(["--config", cfg.to_str().unwrap(), "queue", "list"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_message_is_set_aside_and_the_rest_delivered_before_and_after_a_restart() {
+    let mut bts = SipPeer::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::config(
+        dir.path(),
+        &format!("{}[delivery]\nbts = \"{}\"\n", common::LOOPBACK, bts.addr),
+    );
+    common::add_subscriber(&cfg, B, B_IMSI);
+    // Test builds make a job panic on a message holding this mark (fault injection).
+    let poison = [("SMSMTA_FAULT_PANIC_ON", "POISON-PILL")];
+    let s = common::Serve::start_env(&cfg, &poison);
+    let to = format!("{B}@sms.test");
+    let r = smtp(
+        s.smtp,
+        "alice@example.org",
+        &to,
+        "Subject: x\r\n\r\nPOISON-PILL\r\n",
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    let r = smtp(
+        s.smtp,
+        "alice@example.org",
+        &to,
+        "Subject: x\r\n\r\nordinary one\r\n",
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = bts.next(10).await.deliver.unwrap().user_data.body.text();
+    assert!(got.contains("ordinary one"), "{got}");
+    // The poisoned one is held, with the reason, and shown by queue list.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let listing = loop {
+        let l = queue_list(&cfg);
+        if l.contains("held: delivery failed") || std::time::Instant::now() > deadline {
+            break l;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(listing.contains("held: delivery failed"), "{listing}");
+    let (st, _) = s.stop();
+    assert!(st.success());
+
+    // After a restart: the poison stays aside, the rest flows.
+    let s = common::Serve::start_env(&cfg, &poison);
+    let r = smtp(
+        s.smtp,
+        "alice@example.org",
+        &to,
+        "Subject: x\r\n\r\nordinary two\r\n",
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = bts.next(10).await.deliver.unwrap().user_data.body.text();
+    assert!(got.contains("ordinary two"), "{got}");
+    assert!(queue_list(&cfg).contains("held: delivery failed"));
+    let (st, _) = s.stop();
+    assert!(st.success());
+}

@@ -211,16 +211,23 @@ fn scan(spool: &Spool, domains: &[String], known: &HashSet<QueueId>) -> Scanned 
             .map(|part| {
                 s.spawn(move || {
                     part.iter()
-                        .filter_map(|(q, id)| match spool.peek(*q, *id) {
-                            Ok(env) => {
-                                let (due, keys) = schedule_facts(&env, domains);
-                                Some((*id, due.unwrap_or(0), keys))
-                            }
-                            Err(SpoolError::NotFound(_)) => None,
-                            Err(e) => {
-                                // Claimed later, the full decode sends it to corrupt/.
-                                warn!("queue manager: {e}");
-                                Some((*id, 0, Vec::new()))
+                        .filter_map(|(q, id)| {
+                            // One message that cannot be read never stops the scan.
+                            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                spool.peek(*q, *id).map(|env| schedule_facts(&env, domains))
+                            }));
+                            match read {
+                                Ok(Ok((due, keys))) => Some((*id, due.unwrap_or(0), keys)),
+                                Ok(Err(SpoolError::NotFound(_))) => None,
+                                Ok(Err(e)) => {
+                                    // Claimed later, the full decode sends it to corrupt/.
+                                    warn!("queue manager: {e}");
+                                    Some((*id, 0, Vec::new()))
+                                }
+                                Err(_) => {
+                                    error!(queue_id = %id, "{id}: reading its envelope failed; its delivery job sets it aside");
+                                    Some((*id, 0, Vec::new()))
+                                }
                             }
                         })
                         .collect::<Vec<_>>()
@@ -256,13 +263,45 @@ async fn rescan(ctx: &Ctx, domains: &[String], sched: &mut Schedule, held: &Hash
     sched.prune(now_unix());
 }
 
+/// Runs the queue manager until `shutdown`, and starts it again (after a second, with a log
+/// line) should it ever fail: the schedule is rebuilt from the spool, nothing is lost.
+pub async fn supervise(
+    ctx: Arc<Ctx>,
+    hints: Hints,
+    reachable: broadcast::Sender<Reachable>,
+    shutdown: CancellationToken,
+) {
+    let hints = Arc::new(tokio::sync::Mutex::new(hints));
+    loop {
+        let task = tokio::spawn(run(
+            Arc::clone(&ctx),
+            Arc::clone(&hints),
+            reachable.subscribe(),
+            shutdown.clone(),
+        ));
+        match task.await {
+            Ok(()) => return,
+            Err(e) => {
+                error!("queue manager failed ({e}); restarting it in 1s");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
 /// Runs the queue manager until `shutdown`.
 pub async fn run(
     ctx: Arc<Ctx>,
-    mut hints: Hints,
+    hints: Arc<tokio::sync::Mutex<Hints>>,
     mut reachable: broadcast::Receiver<Reachable>,
     shutdown: CancellationToken,
 ) {
+    // Held for the manager's life; a restarted manager (see [`supervise`]) takes it again.
+    let mut guard = hints.lock_owned().await;
+    let hints = &mut *guard;
     let domains = ctx.cfg.domains.clone();
     let started = std::time::Instant::now();
     let mut sched = Schedule::new();
@@ -456,15 +495,104 @@ async fn deliver(ctx: Arc<Ctx>, ready: Ready, held: Option<Vec<u8>>) -> (QueueId
             }
         }
     };
-    let mut job = Job {
-        ctx: &ctx,
-        file,
-        source,
-        content: None,
-        outbound: None,
-    };
-    let finished = job.run(ready.forced).await;
-    (id, finished)
+    // The job runs as a task of its own, so that a failure in it (a panic, should one
+    // remain) ends that job only; the message is then set aside in hold/ with the reason.
+    let copy = file.clone();
+    let job_ctx = Arc::clone(&ctx);
+    let forced = ready.forced;
+    let ran = tokio::spawn(async move {
+        let mut job = Job {
+            ctx: &job_ctx,
+            file,
+            source,
+            content: None,
+            outbound: None,
+        };
+        job.run(forced).await
+    })
+    .await;
+    match ran {
+        Ok(finished) => (id, finished),
+        Err(e) => {
+            let reason = match e.try_into_panic() {
+                Ok(p) => panic_text(p.as_ref()),
+                Err(e) => e.to_string(),
+            };
+            let spool = Arc::clone(&ctx.spool);
+            let why = reason.clone();
+            match tokio::task::spawn_blocking(move || set_aside(&spool, copy, source, &why)).await {
+                Ok(Ok(())) => error!(
+                    queue_id = %id,
+                    "{id}: status=held (delivery failed: {reason}); set aside, everything else goes on"
+                ),
+                Ok(Err(e)) => {
+                    error!(queue_id = %id, "{id}: delivery failed: {reason}; cannot set it aside: {e}; retried after a restart")
+                }
+                Err(e) => {
+                    error!(queue_id = %id, "{id}: delivery failed: {reason}; set-aside failed: {e}")
+                }
+            }
+            (id, Finished::default())
+        }
+    }
+}
+
+/// Test builds only: a message containing `$SMSMTA_FAULT_PANIC_ON` makes its job panic, so
+/// that tests can show what a poisoned message does (set aside; the rest delivered).
+#[cfg(debug_assertions)]
+fn fault_injection(message: &[u8]) {
+    if let Ok(mark) = std::env::var("SMSMTA_FAULT_PANIC_ON")
+        && !mark.is_empty()
+        && message.windows(mark.len()).any(|w| w == mark.as_bytes())
+    {
+        panic!("fault injection: message contains {mark:?}");
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn fault_injection(_message: &[u8]) {}
+
+/// The text of a panic payload.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    let s = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into());
+    s.chars().take(200).collect()
+}
+
+/// Puts a message whose handling failed into hold/, with the reason as each pending
+/// recipient's last reply (shown by `queue list` and `queue show`). It stays there until an
+/// administrator releases or deletes it.
+fn set_aside(
+    spool: &Spool,
+    mut file: QueueFile,
+    source: Source,
+    reason: &str,
+) -> Result<(), SpoolError> {
+    let id = file.id();
+    for r in file
+        .envelope
+        .recipients
+        .iter_mut()
+        .filter(|r| r.state == RcptState::Pending)
+    {
+        r.last_reply = Some(format!("held: delivery failed: {reason}"));
+    }
+    match source {
+        Source::Active => {
+            spool.rewrite(Queue::Active, &file)?;
+            spool.move_to(id, Queue::Active, Queue::Hold)
+        }
+        Source::Memory => {
+            spool.write_new(Queue::Hold, &file)?;
+            if spool.claims().finish(id) {
+                spool.remove_delivered(Queue::Active, id)?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Where a job's message is.
@@ -491,6 +619,7 @@ impl Job<'_> {
 
     async fn run(&mut self, forced: bool) -> Finished {
         let id = self.file.id();
+        fault_injection(&self.file.message);
         let now = now_unix();
         let mut finished = Finished::default();
         let mut failures: Vec<Failure> = Vec::new();

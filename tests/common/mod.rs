@@ -41,8 +41,14 @@ fn addr_after(line: &str, key: &str) -> Option<String> {
 impl Serve {
     /// Starts `smsmta --config CONFIG serve` and waits for its ready line (log level info).
     pub fn start(config: &Path) -> Serve {
+        Serve::start_env(config, &[])
+    }
+
+    /// As [`Serve::start`], with `env` set for the server.
+    pub fn start_env(config: &Path, env: &[(&str, &str)]) -> Serve {
         let mut child = Command::new(BIN)
             .args(["--config", config.to_str().unwrap(), "serve"])
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
