@@ -70,11 +70,14 @@ fn socket2_connect(from: &str, to: SocketAddr) -> TcpStream {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
+    let s = rt.block_on(async {
         let s = tokio::net::TcpSocket::new_v4().unwrap();
         s.bind(format!("{from}:0").parse().unwrap()).unwrap();
         s.connect(to).await.unwrap().into_std().unwrap()
-    })
+    });
+    // into_std leaves the socket non-blocking.
+    s.set_nonblocking(false).unwrap();
+    s
 }
 
 fn first_line(s: &TcpStream) -> String {

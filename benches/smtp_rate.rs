@@ -116,6 +116,8 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     // smsmta with its defaults (journal on), logging at warn, delivery off: intake only.
     let config = common::config_logging(dir.path(), "warn,smsmta::app=info", common::LOOPBACK);
+    // The recipient is a subscriber: unknown numbers are refused at RCPT by default.
+    common::add_subscriber(&config, "15551234567", "001010000000002");
     let server = common::Serve::start(&config);
     let smsmta = server.smtp;
 

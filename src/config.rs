@@ -259,6 +259,29 @@ pub struct DeliveryConfig {
     pub rescan_interval: Dur,
     /// Timeout of each SMTP command and of connecting.
     pub smtp_timeout: Dur,
+    /// TLS towards MX hosts: `may` (STARTTLS when offered, certificate not checked, plain
+    /// when it fails: Postfix's `smtp_tls_security_level = may`) or `none`.
+    pub mx_tls: SmtpTls,
+    /// TLS towards the smarthost: `none`, `may`, `encrypt` (STARTTLS required, certificate not
+    /// checked) or `verify` (required, certificate checked against the system's roots and
+    /// `smarthost_ca`, name = the smarthost's host).
+    pub smarthost_tls: SmtpTls,
+    /// A PEM file of extra trusted roots for `smarthost_tls = "verify"`; empty for none.
+    pub smarthost_ca: PathBuf,
+}
+
+/// How an outbound SMTP connection uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Never.
+    None,
+    /// When offered; unverified; in the clear when the handshake fails.
+    May,
+    /// Required; unverified.
+    Encrypt,
+    /// Required and verified.
+    Verify,
 }
 
 /// A SIP transport for outgoing requests.
@@ -317,6 +340,9 @@ impl Default for DeliveryConfig {
             delay_warning: Dur(Duration::ZERO),
             rescan_interval: Dur(Duration::from_secs(60)),
             smtp_timeout: Dur(Duration::from_secs(60)),
+            mx_tls: SmtpTls::May,
+            smarthost_tls: SmtpTls::May,
+            smarthost_ca: PathBuf::new(),
         }
     }
 }
@@ -936,6 +962,12 @@ impl Config {
             || !d.notice_sender.bytes().all(|b| b.is_ascii_digit())
         {
             return Err(("delivery.notice_sender", "must be 1 to 20 digits".into()));
+        }
+        if !matches!(d.mx_tls, SmtpTls::None | SmtpTls::May) {
+            return Err((
+                "delivery.mx_tls",
+                "\"none\" or \"may\" (MX hosts have no name to verify without DANE)".into(),
+            ));
         }
         if !d.smarthost.is_empty() && split_host_port(&d.smarthost).is_none() {
             return Err((

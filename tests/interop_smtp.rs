@@ -98,7 +98,7 @@ fn swaks_plain_starttls_and_auth() {
     let dir = tempfile::tempdir().unwrap();
     cert(dir.path());
     let extra = format!(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n[smtp]\nlisten = \"127.0.0.1:0\"\nsubmission_listen = \"127.0.0.1:0\"\ntrusted_networks = []\ntls_cert = \"{}\"\ntls_key = \"{}\"\n[[smtp.users]]\nname = \"alice\"\npassword_hash = \"{}\"\nsenders = [\"alice@example.org\"]\n",
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[smtp]\nlisten = \"127.0.0.1:0\"\nsubmission_listen = \"127.0.0.1:0\"\ntrusted_networks = []\nregistry_authoritative = false\ntls_cert = \"{}\"\ntls_key = \"{}\"\n[[smtp.users]]\nname = \"alice\"\npassword_hash = \"{}\"\nsenders = [\"alice@example.org\"]\n",
         dir.path().join("cert.pem").display(),
         dir.path().join("key.pem").display(),
         hash("correct horse")
@@ -227,6 +227,8 @@ fn swaks_plain_starttls_and_auth() {
 fn postfix_relays_mail_for_the_sms_domain_into_smsmta() {
     let dir = tempfile::tempdir().unwrap();
     let config = common::config(dir.path(), common::LOOPBACK);
+    // The number is a subscriber: smsmta refuses unknown numbers at RCPT.
+    common::add_subscriber(&config, "15551234567", "001010000000002");
     let serve = Serve::start(&config);
     let pf_dir = dir.path().join("postfix");
     let pf_port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -277,4 +279,153 @@ fn postfix_relays_mail_for_the_sms_domain_into_smsmta() {
         "{log}"
     );
     let _ = serve.stop();
+}
+
+/// A test CA (ca.pem) and a certificate it signed for `localhost` and 127.0.0.1 (cert.pem,
+/// key.pem) in `dir`.
+fn localhost_cert(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let st = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("peer missing: openssl (to make a test certificate): {e}"));
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=smsmta test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ]);
+}
+
+fn incoming(spool: &Path) -> Vec<String> {
+    let s = Spool::open(spool, 1 << 24).unwrap();
+    s.list(Queue::Incoming)
+        .unwrap()
+        .into_iter()
+        .map(|id| {
+            String::from_utf8_lossy(&s.read(Queue::Incoming, id).unwrap().message).into_owned()
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "interop: needs swaks and openssl; run by tests/run-all.sh"]
+fn outbound_mail_uses_starttls_and_verify_refuses_an_unknown_certificate() {
+    // B: the smarthost, offering STARTTLS with a certificate for localhost.
+    let bdir = tempfile::tempdir().unwrap();
+    localhost_cert(bdir.path());
+    let b_cfg = common::config(
+        bdir.path(),
+        &format!(
+            "[sip]\nlisten = \"127.0.0.1:0\"\n[smtp]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            bdir.path().join("cert.pem").display(),
+            bdir.path().join("key.pem").display()
+        ),
+    );
+    let b = Serve::start(&b_cfg);
+    let a_with = |dir: &Path, tls: &str, ca: &str| {
+        common::config(
+            dir,
+            &format!(
+                "{}[delivery]\nsmarthost = \"localhost:{}\"\nsmarthost_tls = \"{tls}\"\nsmarthost_ca = \"{ca}\"\nmail_backoff_min = \"1s\"\nmail_backoff_max = \"1s\"\n",
+                common::LOOPBACK,
+                b.smtp.port()
+            ),
+        )
+    };
+    // A verifies B's certificate against the test CA: the mail arrives over TLS.
+    let adir = tempfile::tempdir().unwrap();
+    let ca = bdir.path().join("ca.pem").display().to_string();
+    let a = Serve::start(&a_with(adir.path(), "verify", &ca));
+    ok(&swaks(
+        a.smtp,
+        &["--to", "bob@example.org", "--body", "over TLS"],
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let got = loop {
+        let m = incoming(&bdir.path().join("spool"));
+        if !m.is_empty() || std::time::Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        got.len(),
+        1,
+        "the smarthost did not get the mail: {:?}",
+        a.log.lock().unwrap()
+    );
+    assert!(got[0].contains("with ESMTPS"), "not over TLS: {}", got[0]);
+    drop(a);
+
+    // Verify without the CA: the certificate is refused, nothing goes in the clear, the mail
+    // waits.
+    let adir2 = tempfile::tempdir().unwrap();
+    let a2 = Serve::start(&a_with(adir2.path(), "verify", ""));
+    ok(&swaks(
+        a2.smtp,
+        &["--to", "carol@example.org", "--body", "never in the clear"],
+    ));
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert_eq!(
+        incoming(&bdir.path().join("spool")).len(),
+        1,
+        "sent without verified TLS"
+    );
+    let waiting = Spool::open(adir2.path().join("spool"), 1 << 24).unwrap();
+    let queued: usize = Queue::MESSAGE_QUEUES
+        .iter()
+        .map(|q| waiting.list(*q).unwrap().len())
+        .sum();
+    assert_eq!(queued, 1, "the mail was dropped instead of waiting");
 }

@@ -8,6 +8,12 @@
 //! gets its own result. The message goes out unchanged but for a Received header; MAIL FROM
 //! is the original sender (`<>` for notices).
 //!
+//! **TLS.** STARTTLS when the peer offers it (`[delivery] mx_tls`, `smarthost_tls`): `may`
+//! takes any certificate and falls back to a plain connection when the handshake fails
+//! (Postfix's `may`); `encrypt` requires TLS; `verify` requires a certificate for the
+//! smarthost's name from the system's roots or `smarthost_ca`. A connection that cannot have
+//! the TLS it requires is a temporary failure: the mail waits, it never goes in the clear.
+//!
 //! **Trust.** Replies are parsed by lettre; only their code and text are used, classified by
 //! [`super::outcome::smtp`]. Connection failures try the next MX host, then retry later.
 //!
@@ -19,14 +25,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lettre::address::{Address, Envelope};
-use lettre::transport::smtp::client::AsyncSmtpConnection;
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use super::dns;
 use super::outcome::{self, Outcome, TransportFailure};
-use crate::config::{Config, split_host_port};
+use crate::config::{Config, SmtpTls, split_host_port};
 
 const REUSE: Duration = Duration::from_secs(10);
 const IDLE_PER_HOST: usize = 16;
@@ -41,6 +47,9 @@ pub struct SmtpAgent {
     timeout: Duration,
     smarthost: Option<(String, u16)>,
     nameservers: Vec<SocketAddr>,
+    mx_tls: SmtpTls,
+    smarthost_tls: SmtpTls,
+    smarthost_ca: Option<Certificate>,
 }
 
 impl std::fmt::Debug for SmtpAgent {
@@ -70,7 +79,27 @@ impl SmtpAgent {
             timeout: d.smtp_timeout.0,
             smarthost: split_host_port(&d.smarthost),
             nameservers: dns::nameservers(&resolv),
+            mx_tls: d.mx_tls,
+            smarthost_tls: d.smarthost_tls,
+            smarthost_ca: std::fs::read(&d.smarthost_ca)
+                .ok()
+                .and_then(|pem| Certificate::from_pem(&pem).ok()),
         }
+    }
+
+    /// The TLS parameters for `host` under `policy`.
+    fn tls_parameters(&self, host: &str, policy: SmtpTls) -> Result<TlsParameters, String> {
+        let mut b = TlsParameters::builder(host.to_string());
+        if policy == SmtpTls::Verify {
+            if let Some(ca) = &self.smarthost_ca {
+                b = b.add_root_certificate(ca.clone());
+            }
+        } else {
+            b = b
+                .dangerous_accept_invalid_certs(true)
+                .dangerous_accept_invalid_hostnames(true);
+        }
+        b.build_rustls().map_err(|e| e.to_string())
     }
 
     fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
@@ -123,6 +152,11 @@ impl SmtpAgent {
             TransportFailure::Unreachable,
             "no mail host",
         ));
+        let policy = if self.smarthost.is_some() {
+            self.smarthost_tls
+        } else {
+            self.mx_tls
+        };
         for (host, port) in hosts {
             let addrs: Vec<SocketAddr> = match tokio::time::timeout(
                 self.timeout,
@@ -148,7 +182,10 @@ impl SmtpAgent {
             };
             for addr in addrs {
                 let relay = format!("{host}[{}]:{}", addr.ip(), addr.port());
-                match self.transaction(addr, &envelope, message).await {
+                match self
+                    .transaction(addr, &host, policy, &envelope, message)
+                    .await
+                {
                     Ok(outcome) => return Sent { outcome, relay },
                     Err(failure) => {
                         last = Sent {
@@ -167,6 +204,8 @@ impl SmtpAgent {
     async fn transaction(
         &self,
         addr: SocketAddr,
+        host: &str,
+        policy: SmtpTls,
         envelope: &Envelope,
         message: &[u8],
     ) -> Result<Outcome, Outcome> {
@@ -178,7 +217,7 @@ impl SmtpAgent {
         };
         let mut conn = match pooled {
             Some((_, c)) => c,
-            None => self.connect(addr).await?,
+            None => self.connect(addr, host, policy).await?,
         };
         match tokio::time::timeout(self.timeout, conn.send(envelope, message)).await {
             Ok(Ok(resp)) => {
@@ -217,13 +256,42 @@ impl SmtpAgent {
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<AsyncSmtpConnection, Outcome> {
-        let work = async {
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        policy: SmtpTls,
+    ) -> Result<AsyncSmtpConnection, Outcome> {
+        let plain = || async {
             let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
             tcp.set_nodelay(true).map_err(|e| e.to_string())?;
             AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
                 .await
                 .map_err(|e| e.to_string())
+        };
+        let work = async {
+            let mut c = plain().await?;
+            if policy == SmtpTls::None {
+                return Ok(c);
+            }
+            if !c.can_starttls() {
+                return match policy {
+                    SmtpTls::May | SmtpTls::None => Ok(c),
+                    SmtpTls::Encrypt | SmtpTls::Verify => {
+                        Err("TLS is required and the server offers no STARTTLS".to_string())
+                    }
+                };
+            }
+            let params = self.tls_parameters(host, policy)?;
+            match c.starttls(params, &self.hello).await {
+                Ok(()) => Ok(c),
+                // `may`: as Postfix, the mail goes in the clear on a new connection.
+                Err(e) if policy == SmtpTls::May => {
+                    tracing::debug!("{addr}: STARTTLS failed ({e}); sending without TLS");
+                    plain().await
+                }
+                Err(e) => Err(format!("STARTTLS: {e}")),
+            }
         };
         match tokio::time::timeout(self.timeout, work).await {
             Ok(Ok(c)) => Ok(c),
