@@ -205,7 +205,7 @@ async fn mail_cannot_send_as_one_of_our_numbers_or_forge_a_status_report() {
     let data = format!(
         "From: <{A}@sms.test>\r\nX-SMS-Report-MR: 1\r\nX-SMS-Report-Recipient: {B}\r\nX-SMS-Report-Status: 0\r\nX-SMS-Report-Submitted: 1\r\nX-SMS-Report-Discharged: 2\r\nSubject: x\r\n\r\nsend me your PIN\r\n"
     );
-    let reply = smtp(
+    let reply = common::smtp_transaction(
         e.smtp(),
         "mallory@evil.example",
         &format!("{B}@sms.test"),
@@ -220,37 +220,6 @@ async fn mail_cannot_send_as_one_of_our_numbers_or_forge_a_status_report() {
     assert!(d.user_data.body.text().contains("send me your PIN"));
     ordinary_text_still_arrives(&e, &mut bts).await;
     e.stop().await;
-}
-
-/// One SMTP transaction; returns the reply to the end of DATA.
-async fn smtp(server: SocketAddr, from: &str, to: &str, data: &str) -> String {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let s = tokio::net::TcpStream::connect(server).await.unwrap();
-    let (r, mut w) = s.into_split();
-    let mut r = BufReader::new(r);
-    let mut last = String::new();
-    for cmd in [
-        None,
-        Some("EHLO client.test\r\n".to_string()),
-        Some(format!("MAIL FROM:<{from}>\r\n")),
-        Some(format!("RCPT TO:<{to}>\r\n")),
-        Some("DATA\r\n".to_string()),
-        Some(format!("{data}.\r\n")),
-    ] {
-        if let Some(c) = cmd {
-            w.write_all(c.as_bytes()).await.unwrap();
-        }
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).await.unwrap();
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                last = line;
-                break;
-            }
-        }
-    }
-    w.write_all(b"QUIT\r\n").await.unwrap();
-    last
 }
 
 /// Reads one SMTP reply (all its lines) and returns its last line.
@@ -518,7 +487,7 @@ async fn a_poisoned_message_is_set_aside_and_the_rest_delivered_before_and_after
     let poison = [("SMSMTA_FAULT_PANIC_ON", "POISON-PILL")];
     let s = common::Serve::start_env(&cfg, &poison);
     let to = format!("{B}@sms.test");
-    let r = smtp(
+    let r = common::smtp_transaction(
         s.smtp,
         "alice@example.org",
         &to,
@@ -526,7 +495,7 @@ async fn a_poisoned_message_is_set_aside_and_the_rest_delivered_before_and_after
     )
     .await;
     assert!(r.starts_with("250"), "{r}");
-    let r = smtp(
+    let r = common::smtp_transaction(
         s.smtp,
         "alice@example.org",
         &to,
@@ -551,7 +520,7 @@ async fn a_poisoned_message_is_set_aside_and_the_rest_delivered_before_and_after
 
     // After a restart: the poison stays aside, the rest flows.
     let s = common::Serve::start_env(&cfg, &poison);
-    let r = smtp(
+    let r = common::smtp_transaction(
         s.smtp,
         "alice@example.org",
         &to,

@@ -249,9 +249,8 @@ async fn a_locked_openbts_registry_gives_retries_never_403_or_a_bounce() {
     assert!(status.starts_with("SIP/2.0 503"), "{status}");
 
     // MT while locked: accepted by SMTP, deferred by delivery, delivered after the lock.
-    let mut smtp = tokio::net::TcpStream::connect(e.smtp()).await.unwrap();
-    let reply = smtp_transaction(
-        &mut smtp,
+    let reply = common::smtp_transaction(
+        e.smtp(),
         "alice@example.org",
         &format!("{A}@sms.test"),
         "Subject: hi\r\n\r\nmail while locked\r\n",
@@ -291,42 +290,6 @@ async fn a_locked_openbts_registry_gives_retries_never_403_or_a_bounce() {
     e.stop().await;
 }
 
-/// One SMTP transaction on `s`; returns the reply to the end of DATA.
-async fn smtp_transaction(
-    s: &mut tokio::net::TcpStream,
-    from: &str,
-    to: &str,
-    data: &str,
-) -> String {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let (r, mut w) = s.split();
-    let mut r = BufReader::new(r);
-    let mut line = String::new();
-    let mut last = String::new();
-    for cmd in [
-        None,
-        Some("EHLO client.test\r\n".to_string()),
-        Some(format!("MAIL FROM:<{from}>\r\n")),
-        Some(format!("RCPT TO:<{to}>\r\n")),
-        Some("DATA\r\n".to_string()),
-        Some(format!("{data}.\r\n")),
-    ] {
-        if let Some(c) = cmd {
-            w.write_all(c.as_bytes()).await.unwrap();
-        }
-        loop {
-            line.clear();
-            r.read_line(&mut line).await.unwrap();
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                break;
-            }
-        }
-        last = line.clone();
-    }
-    w.write_all(b"QUIT\r\n").await.unwrap();
-    last
-}
-
 async fn via_and_contact_towards(
     listen: &str,
     peer_bind: &str,
@@ -344,9 +307,8 @@ async fn via_and_contact_towards(
     )
     .await;
     e.add_subscriber(A, A_IMSI).await;
-    let mut smtp = tokio::net::TcpStream::connect(e.smtp()).await.unwrap();
-    let reply = smtp_transaction(
-        &mut smtp,
+    let reply = common::smtp_transaction(
+        e.smtp(),
         "bob@example.org",
         &format!("{A}@sms.test"),
         "Subject: hi\r\n\r\nhello\r\n",

@@ -358,3 +358,35 @@ impl Drop for Postfix {
             .output();
     }
 }
+
+/// One SMTP transaction on a new connection (EHLO, MAIL, RCPT, DATA; `data` ends with CRLF);
+/// returns the last line of the reply to the end of DATA.
+pub async fn smtp_transaction(server: SocketAddr, from: &str, to: &str, data: &str) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let s = tokio::net::TcpStream::connect(server).await.unwrap();
+    let (r, mut w) = s.into_split();
+    let mut r = BufReader::new(r);
+    let mut last = String::new();
+    for cmd in [
+        None,
+        Some("EHLO client.test\r\n".to_string()),
+        Some(format!("MAIL FROM:<{from}>\r\n")),
+        Some(format!("RCPT TO:<{to}>\r\n")),
+        Some("DATA\r\n".to_string()),
+        Some(format!("{data}.\r\n")),
+    ] {
+        if let Some(c) = cmd {
+            w.write_all(c.as_bytes()).await.unwrap();
+        }
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).await.unwrap();
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                last = line;
+                break;
+            }
+        }
+    }
+    w.write_all(b"QUIT\r\n").await.unwrap();
+    last
+}
