@@ -359,6 +359,7 @@ fn big_queue() -> Vec<String> {
             Origin {
                 kind: OriginKind::Smtp,
                 peer: "127.0.0.1:1".into(),
+                sender_number: None,
             },
             3 * 86_400,
         );

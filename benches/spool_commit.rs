@@ -30,6 +30,7 @@ fn message(spool: &Spool) -> smsmta::spool::QueueFile {
         Origin {
             kind: OriginKind::Smtp,
             peer: "127.0.0.1:1".into(),
+            sender_number: None,
         },
         86_400,
     )

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::identity::Msisdn;
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The embedded default configuration file (`config/smsmta.toml`).
@@ -432,9 +434,23 @@ pub struct SmtpUser {
     /// `reject_sender_login_mismatch`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub senders: Vec<String>,
+    /// Numbers this user may send texts as, with MAIL FROM `<number>@<an SMS domain>`: such a
+    /// text reaches handsets from that number (an application that owns a short code, say).
+    /// Empty: texts from this user come from `delivery.email_sender`, like any mail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub numbers: Vec<String>,
 }
 
 impl SmtpUser {
+    /// The number `sender` names in our SMS domains, when this user may send texts as it.
+    pub fn number_for(&self, sender: &str, local_domains: &[String]) -> Option<Msisdn> {
+        let n = Msisdn::in_address(sender, local_domains)?;
+        self.numbers
+            .iter()
+            .any(|m| Msisdn::parse(m).is_ok_and(|m| m == n))
+            .then_some(n)
+    }
+
     /// Whether this user may send as `sender` (ASCII case ignored; the null sender never).
     pub fn may_send_as(&self, sender: &str) -> bool {
         if sender.is_empty() {
@@ -886,6 +902,12 @@ impl Config {
                         "user {:?}: password_hash must be a SHA-512 crypt hash ($6$...), never a plain password",
                         u.name
                     ),
+                ));
+            }
+            if let Some(bad) = u.numbers.iter().find(|n| Msisdn::parse(n).is_err()) {
+                return Err((
+                    "smtp.users",
+                    format!("user {:?}: {bad:?} is not a number (1-15 digits)", u.name),
                 ));
             }
         }

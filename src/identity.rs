@@ -109,6 +109,21 @@ impl Msisdn {
         }
     }
 
+    /// The number an address names in one of our SMS domains (`+15551234567@sms.example.org`,
+    /// the domain's case and a trailing dot ignored); `None` for any other address.
+    pub fn in_address(address: &str, local_domains: &[String]) -> Option<Msisdn> {
+        let (local, domain) = address.rsplit_once('@')?;
+        let domain = domain.strip_suffix('.').unwrap_or(domain);
+        if !local_domains.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
+            return None;
+        }
+        // No trimming inside an address: ` 1555@domain` is not a number.
+        if local.trim() != local {
+            return None;
+        }
+        Msisdn::parse(local).ok()
+    }
+
     /// The digits.
     pub fn digits(&self) -> &str {
         &self.0
@@ -254,6 +269,24 @@ mod tests {
     }
 
     #[test]
+    fn numbers_in_addresses_only_in_local_domains() {
+        let d = vec!["sms.example.org".to_string()];
+        let n = |a: &str| Msisdn::in_address(a, &d).map(|m| m.digits().to_string());
+        assert_eq!(n("+1555@SMS.example.org"), Some("1555".into()));
+        assert_eq!(n("101@sms.example.org."), Some("101".into()));
+        for bad in [
+            "bob@sms.example.org",
+            "1555@example.org",
+            "1555",
+            " 1555@sms.example.org",
+            "abcé@sms.example.org",
+            "@sms.example.org",
+        ] {
+            assert_eq!(n(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn handset_keys_print_as_the_queue_knows_them() {
         assert_eq!(
             HandsetKey::parse("+15551234567").unwrap().to_string(),
@@ -293,6 +326,7 @@ mod tests {
             let _ = Imsi::from_name(&t);
             let _ = Msisdn::parse(&t);
             let _ = Originator::parse(&t);
+            let _ = Msisdn::in_address(&format!("{t}@x"), &["x".to_string()]);
             if let Ok(k) = HandsetKey::parse(&t) {
                 // A key round-trips through its text form.
                 prop_assert_eq!(HandsetKey::parse(&k.to_string()).unwrap(), k);

@@ -358,6 +358,7 @@ fn inject(config: &Config, args: InjectArgs) -> ExitCode {
     let origin = Origin {
         kind: OriginKind::Local,
         peer: format!("inject uid={}", smsmta::spool::inject::uid_hint()),
+        sender_number: None,
     };
     let file = spool.new_message(
         &sender,

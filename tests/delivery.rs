@@ -340,6 +340,7 @@ async fn expired_message_is_bounced_to_the_email_sender() {
         Origin {
             kind: OriginKind::Smtp,
             peer: "127.0.0.1:1".into(),
+            sender_number: None,
         },
         60,
     );

@@ -98,7 +98,7 @@ fn swaks_plain_starttls_and_auth() {
     let dir = tempfile::tempdir().unwrap();
     cert(dir.path());
     let extra = format!(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n[smtp]\nlisten = \"127.0.0.1:0\"\nsubmission_listen = \"127.0.0.1:0\"\ntrusted_networks = []\nregistry_authoritative = false\ntls_cert = \"{}\"\ntls_key = \"{}\"\n[[smtp.users]]\nname = \"alice\"\npassword_hash = \"{}\"\nsenders = [\"alice@example.org\"]\n",
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[smtp]\nlisten = \"127.0.0.1:0\"\nsubmission_listen = \"127.0.0.1:0\"\ntrusted_networks = []\nregistry_authoritative = false\ntls_cert = \"{}\"\ntls_key = \"{}\"\n[[smtp.users]]\nname = \"alice\"\npassword_hash = \"{}\"\nsenders = [\"alice@example.org\"]\nnumbers = [\"2337\"]\n",
         dir.path().join("cert.pem").display(),
         dir.path().join("key.pem").display(),
         hash("correct horse")
@@ -189,6 +189,27 @@ fn swaks_plain_starttls_and_auth() {
         ],
     ));
     assert!(out.contains("queued as"), "{out}");
+    // A listed number may be the sender (the text will come from it); any other is refused.
+    let login = [
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "alice",
+        "--auth-password",
+        "correct horse",
+    ];
+    let o = swaks(
+        sub,
+        &[&["--to", "15551234567@sms.test", "--from", "15551230000@sms.test"][..], &login].concat(),
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("553 5.7.1"));
+    let out = ok(&swaks(
+        sub,
+        &[&["--to", "15551234567@sms.test", "--from", "2337@sms.test"][..], &login].concat(),
+    ));
+    assert!(out.contains("queued as"), "{out}");
     let _ = serve.stop();
 
     let spool = Spool::open(dir.path().join("spool"), 1 << 24).unwrap();
@@ -200,9 +221,14 @@ fn swaks_plain_starttls_and_auth() {
         .collect();
     assert_eq!(
         files.len(),
-        5,
-        "plain, STARTTLS, two relayed after AUTH, one submission"
+        6,
+        "plain, STARTTLS, two relayed after AUTH, two submissions"
     );
+    let numbered: Vec<_> = files
+        .iter()
+        .filter_map(|f| f.envelope.origin.sender_number.clone())
+        .collect();
+    assert_eq!(numbered, ["2337"], "only the listed number is vouched for");
     let protocols: Vec<String> = files
         .iter()
         .map(|f| {
@@ -218,7 +244,7 @@ fn swaks_plain_starttls_and_auth() {
         .collect();
     assert_eq!(
         protocols,
-        ["ESMTP", "ESMTPS", "ESMTPSA", "ESMTPSA", "ESMTPSA"]
+        ["ESMTP", "ESMTPS", "ESMTPSA", "ESMTPSA", "ESMTPSA", "ESMTPSA"]
     );
 }
 

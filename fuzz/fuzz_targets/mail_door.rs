@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
         subject_line: true,
         strip_quotes: true,
         trusted: false,
+        sender_number: None,
     };
     let c = text::sms_content(&message, "a@example.org", &opts);
     assert!(c.report.is_none(), "outside mail became a status report");

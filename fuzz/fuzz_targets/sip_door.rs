@@ -81,6 +81,7 @@ fuzz_target!(|data: &[u8]| {
                 subject_line: true,
                 strip_quotes: true,
                 trusted: true,
+                sender_number: None,
             };
             let c = text::sms_content(&f.message, &f.envelope.sender, &opts);
             let _ = smsmta::sms::segment::segment(&c.text, &Default::default());

@@ -43,7 +43,7 @@ use super::sip_agent::SipAgent;
 use super::smtp_agent::SmtpAgent;
 use super::text::{self, ReportFacts, SmsContent, TextOptions};
 use crate::config::Config;
-use crate::identity::{HandsetKey, Imsi};
+use crate::identity::{HandsetKey, Imsi, Msisdn};
 use crate::mail::from_sms::rfc5322_date;
 use crate::registry::{Binding, Registry, Subscriber};
 use crate::sip::service::Reachable;
@@ -718,7 +718,7 @@ impl Job<'_> {
         let mut notices: Vec<QueueFile> = Vec::new();
         let notify = notice::should_notify(
             &self.file.envelope.sender,
-            &self.file.envelope.origin.kind,
+            &self.file.envelope.origin,
             &self.file.message,
             &self.ctx.cfg.domains,
         );
@@ -915,7 +915,7 @@ impl Job<'_> {
         let cfg = self.cfg();
         let env = &self.file.envelope;
         let id = env.id.0.to_string();
-        let handset = text::local_number(&env.sender, &cfg.domains).is_some();
+        let handset = Msisdn::in_address(&env.sender, &cfg.domains).is_some();
         let (message, lifetime) = if handset {
             let from = format!("{}@{}", cfg.delivery.notice_sender, cfg.sms_domain());
             let t = notice::notice_text(kind, failures, &cfg.domains);
@@ -946,6 +946,7 @@ impl Job<'_> {
             Origin {
                 kind: OriginKind::Internal,
                 peer: format!("notice for {id}"),
+                sender_number: None,
             },
             lifetime.as_secs(),
         )
@@ -984,7 +985,7 @@ impl Job<'_> {
         let env = &self.file.envelope;
         if reports.is_empty()
             || env.origin.kind != OriginKind::Sip
-            || text::local_number(&env.sender, &cfg.domains).is_none()
+            || Msisdn::in_address(&env.sender, &cfg.domains).is_none()
         {
             return Vec::new();
         }
@@ -999,7 +1000,7 @@ impl Job<'_> {
                 // The report names the number the handset sent to: the recipient's number,
                 // or for a text that went on to an e-mail address the gateway number it was
                 // sent to (an e-mail address fits no SMS address field).
-                let recipient = text::local_number(rcpt, &cfg.domains).or_else(|| sent_to.clone());
+                let recipient = Msisdn::in_address(rcpt, &cfg.domains).map(|m| m.digits().to_string()).or_else(|| sent_to.clone());
                 let Some(recipient) = recipient else {
                     info!(queue_id = %env.id.0, "{}: no status report for <{rcpt}>: no number to name", env.id.0);
                     return None;
@@ -1021,6 +1022,7 @@ impl Job<'_> {
                     Origin {
                         kind: OriginKind::Internal,
                         peer: format!("status report for {id}"),
+                        sender_number: None,
                     },
                     cfg.queue.sms_lifetime.0.as_secs(),
                 )
@@ -1042,6 +1044,7 @@ fn sms_text(ctx: &Ctx, file: &QueueFile) -> SmsContent {
             file.envelope.origin.kind,
             OriginKind::Sip | OriginKind::Internal
         ),
+        sender_number: file.envelope.origin.sender_number.as_deref(),
     };
     text::sms_content(&file.message, &file.envelope.sender, &opts)
 }
@@ -1135,6 +1138,7 @@ mod tests {
             origin: Origin {
                 kind: OriginKind::Smtp,
                 peer: String::new(),
+                sender_number: None,
             },
             warned: false,
         };

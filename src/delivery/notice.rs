@@ -5,8 +5,8 @@
 //! (RFC 5321 4.5.5); [`should_notify`] also refuses to answer bounces, notices and
 //! auto-replies (RFC 3834: Auto-Submitted, Precedence bulk/junk/list), and tells only senders
 //! smsmta can vouch for: a handset (a sender in our SMS domains) only when the message came
-//! from it over SIP (the BTS vouched for it), never because a mail's MAIL FROM names a local
-//! number. E-mail senders get DSNs as from any MTA.
+//! from it over SIP (the BTS vouched for it) or from an authenticated SMTP user allowed that
+//! number, never because a mail's MAIL FROM names a local number. E-mail senders get DSNs as from any MTA.
 //!
 //! Standards: RFC 3464 (DSN), RFC 3462 (multipart/report), RFC 3463 (status codes),
 //! RFC 3834 (auto-replies), TS 23.040 9.2.2.3 (SMS-STATUS-REPORT facts).
@@ -18,7 +18,7 @@ use mail_parser::MessageParser;
 
 use super::text::{ReportFacts, is_dsn};
 use crate::mail::from_sms::rfc5322_date;
-use crate::spool::OriginKind;
+use crate::spool::{Origin, OriginKind};
 
 /// One recipient that a notice is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,17 +34,19 @@ pub struct Failure {
 /// Whether a sender should be told about a failure of this message.
 pub fn should_notify(
     envelope_sender: &str,
-    origin: &OriginKind,
+    origin: &Origin,
     raw: &[u8],
     local_domains: &[String],
 ) -> bool {
-    if envelope_sender.is_empty() || *origin == OriginKind::Internal {
+    if envelope_sender.is_empty() || origin.kind == OriginKind::Internal {
         return false;
     }
     let handset = envelope_sender
         .rsplit_once('@')
         .is_some_and(|(_, d)| local_domains.iter().any(|l| l.eq_ignore_ascii_case(d)));
-    if handset && *origin != OriginKind::Sip {
+    // A handset is vouched for by its BTS (SIP), or by an authenticated user allowed that
+    // number ([`Origin::sender_number`]).
+    if handset && origin.kind != OriginKind::Sip && origin.sender_number.is_none() {
         return false;
     }
     let Some(m) = MessageParser::default().parse_headers(raw) else {
@@ -177,7 +179,8 @@ fn one_line(s: &str) -> String {
 pub fn notice_text(kind: DsnKind, failures: &[Failure], local_domains: &[String]) -> String {
     let mut lines = Vec::new();
     for f in failures {
-        let who = super::text::local_number(&f.recipient, local_domains)
+        let who = crate::identity::Msisdn::in_address(&f.recipient, local_domains)
+            .map(|m| m.digits().to_string())
             .unwrap_or_else(|| f.recipient.clone());
         lines.push(match kind {
             DsnKind::Failed => format!("Message to {who} not delivered: {}", one_line(&f.reason)),
@@ -269,6 +272,14 @@ mod tests {
     use super::*;
     use crate::delivery::text::{TextOptions, sms_content};
 
+    fn from(kind: OriginKind) -> Origin {
+        Origin {
+            kind,
+            peer: "127.0.0.1:1".into(),
+            sender_number: None,
+        }
+    }
+
     const ORIGINAL: &[u8] =
         b"From: alice@example.org\r\nTo: 15551234567@sms.example.org\r\nSubject: hi\r\n\r\nbody text\r\n";
 
@@ -276,13 +287,29 @@ mod tests {
     fn a_handset_is_told_only_about_what_it_sent_over_sip() {
         let d = vec!["sms.example.org".to_string()];
         let handset = "15551230000@sms.example.org";
-        assert!(should_notify(handset, &OriginKind::Sip, ORIGINAL, &d));
+        assert!(should_notify(handset, &from(OriginKind::Sip), ORIGINAL, &d));
         // A mail whose MAIL FROM names one of our numbers: no notice SMS to that handset.
-        assert!(!should_notify(handset, &OriginKind::Smtp, ORIGINAL, &d));
-        assert!(!should_notify(handset, &OriginKind::Local, ORIGINAL, &d));
+        assert!(!should_notify(
+            handset,
+            &from(OriginKind::Smtp),
+            ORIGINAL,
+            &d
+        ));
+        assert!(!should_notify(
+            handset,
+            &from(OriginKind::Local),
+            ORIGINAL,
+            &d
+        ));
+        // Unless an authenticated user was allowed to send as that number.
+        let vouched = Origin {
+            sender_number: Some("15551230000".into()),
+            ..from(OriginKind::Smtp)
+        };
+        assert!(should_notify(handset, &vouched, ORIGINAL, &d));
         assert!(should_notify(
             "alice@example.org",
-            &OriginKind::Smtp,
+            &from(OriginKind::Smtp),
             ORIGINAL,
             &d
         ));
@@ -292,12 +319,17 @@ mod tests {
     fn bounces_notices_and_auto_replies_are_never_answered() {
         assert!(should_notify(
             "alice@example.org",
-            &OriginKind::Smtp,
+            &from(OriginKind::Smtp),
             ORIGINAL,
             &[]
         ));
-        assert!(!should_notify("", &OriginKind::Smtp, ORIGINAL, &[]));
-        assert!(!should_notify("a@b", &OriginKind::Internal, ORIGINAL, &[]));
+        assert!(!should_notify("", &from(OriginKind::Smtp), ORIGINAL, &[]));
+        assert!(!should_notify(
+            "a@b",
+            &from(OriginKind::Internal),
+            ORIGINAL,
+            &[]
+        ));
         for h in [
             "Auto-Submitted: auto-replied",
             "Auto-Submitted: auto-generated",
@@ -308,12 +340,12 @@ mod tests {
         ] {
             let raw = format!("{h}\r\nFrom: a@b\r\n\r\nx\r\n");
             assert!(
-                !should_notify("a@b", &OriginKind::Smtp, raw.as_bytes(), &[]),
+                !should_notify("a@b", &from(OriginKind::Smtp), raw.as_bytes(), &[]),
                 "{h}"
             );
         }
         let raw = b"Auto-Submitted: no\r\n\r\nx";
-        assert!(should_notify("a@b", &OriginKind::Smtp, raw, &[]));
+        assert!(should_notify("a@b", &from(OriginKind::Smtp), raw, &[]));
     }
 
     #[test]
@@ -353,13 +385,14 @@ mod tests {
                 subject_line: true,
                 strip_quotes: true,
                 trusted: true,
+                sender_number: None,
             },
         );
         assert_eq!(
             c.text,
             "Mail to 15551234567@sms.example.org not delivered: 404 Not Found"
         );
-        assert!(!should_notify("", &OriginKind::Internal, &raw, &[]));
+        assert!(!should_notify("", &from(OriginKind::Internal), &raw, &[]));
     }
 
     #[test]

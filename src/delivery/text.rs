@@ -37,6 +37,9 @@ pub struct TextOptions<'a> {
     /// DSN form and a local number in `From` are believed. Otherwise (SMTP, local submission)
     /// the text goes out from `email_sender` with the sender's address in it.
     pub trusted: bool,
+    /// The number an authenticated SMTP user was allowed to send as (`[[smtp.users]]`
+    /// `numbers`): the text goes out from it, as a handset's would, whatever `From` says.
+    pub sender_number: Option<&'a str>,
 }
 
 /// A status report to send instead of a text.
@@ -108,7 +111,13 @@ pub fn sms_content(raw: &[u8], envelope_sender: &str, opts: &TextOptions<'_>) ->
         body = strip_quotes(&body);
     }
     let body = body.trim().to_string();
-    if let Some(number) = local_number(&from, opts.local_domains).filter(|_| opts.trusted) {
+    let number = match opts.sender_number {
+        Some(n) => Some(n.to_string()),
+        None => crate::identity::Msisdn::in_address(&from, opts.local_domains)
+            .map(|m| m.digits().to_string())
+            .filter(|_| opts.trusted),
+    };
+    if let Some(number) = number {
         return SmsContent {
             originator: number,
             text: body,
@@ -138,18 +147,6 @@ pub fn sms_content(raw: &[u8], envelope_sender: &str, opts: &TextOptions<'_>) ->
         text,
         report: None,
     }
-}
-
-/// The number of a sender in one of our SMS domains (digits, or a short code).
-pub fn local_number(address: &str, local_domains: &[String]) -> Option<String> {
-    let (local, domain) = address.rsplit_once('@')?;
-    let domain = domain.strip_suffix('.').unwrap_or(domain);
-    if !local_domains.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
-        return None;
-    }
-    let digits = local.strip_prefix('+').unwrap_or(local);
-    (!digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| digits.to_string())
 }
 
 /// Removes quoted lines (`>`), the attribution line before them (`... wrote:`), and everything
@@ -320,6 +317,7 @@ mod tests {
             subject_line: true,
             strip_quotes: true,
             trusted: true,
+            sender_number: None,
         }
     }
 
@@ -340,6 +338,19 @@ mod tests {
         assert!(c.text.contains("send me your PIN"), "{}", c.text);
         // The same message made by smsmta (trusted) is a report.
         assert!(sms_content(raw, "", &opts(&d())).report.is_some());
+    }
+
+    #[test]
+    fn an_authenticated_user_allowed_a_number_sends_from_it() {
+        let raw = b"From: Alerts <ops@example.org>\r\nTo: 15551234567@sms.example.org\r\nX-SMS-Report-MR: 1\r\n\r\nBackup done\r\n";
+        let domains = d();
+        let mut o = opts(&domains);
+        o.trusted = false;
+        o.sender_number = Some("2337");
+        let c = sms_content(raw, "2337@sms.example.org", &o);
+        assert_eq!(c.originator, "2337");
+        assert_eq!(c.text, "Backup done");
+        assert!(c.report.is_none());
     }
 
     #[test]
@@ -410,20 +421,6 @@ mod tests {
         for (input, want) in table {
             assert_eq!(strip_quotes(input).trim(), want, "{input:?}");
         }
-    }
-
-    #[test]
-    fn local_numbers_only_in_local_domains() {
-        assert_eq!(
-            local_number("+1555@SMS.example.org", &d()),
-            Some("1555".into())
-        );
-        assert_eq!(
-            local_number("101@sms.example.org", &d()),
-            Some("101".into())
-        );
-        assert_eq!(local_number("bob@sms.example.org", &d()), None);
-        assert_eq!(local_number("1555@example.org", &d()), None);
     }
 
     proptest! {

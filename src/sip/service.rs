@@ -809,6 +809,7 @@ impl Service {
             Origin {
                 kind: OriginKind::Sip,
                 peer: peer.to_string(),
+                sender_number: None,
             },
             lifetime,
         );

@@ -334,6 +334,7 @@ impl SmtpServer {
             Origin {
                 kind: OriginKind::Smtp,
                 peer: peer.to_string(),
+                sender_number: a.sender_number.as_ref().map(|n| n.digits().to_string()),
             },
             lifetime,
         );

@@ -23,6 +23,7 @@ use std::net::IpAddr;
 use smtp_proto::Request;
 
 use super::policy::{self, NumberRules, Verdict};
+use crate::identity::Msisdn;
 
 /// Longest command line (RFC 5321 4.5.3.1.4), CRLF included.
 pub const MAX_COMMAND_LINE: usize = 512;
@@ -101,6 +102,8 @@ pub struct Accepted {
     pub helo: String,
     /// `SMTP` or `ESMTP`.
     pub protocol: &'static str,
+    /// The number the authenticated user may send texts as, when MAIL FROM named it.
+    pub sender_number: Option<Msisdn>,
 }
 
 #[derive(Debug)]
@@ -126,6 +129,7 @@ struct DataState {
 #[derive(Debug)]
 struct Transaction {
     sender: String,
+    sender_number: Option<Msisdn>,
     recipients: Vec<String>,
 }
 
@@ -327,15 +331,14 @@ impl Session {
                 if sender.contains(['\r', '\n', '<', '>']) || sender.len() > 254 {
                     return self.error(reply(501, "5.1.7", "Bad sender address syntax"));
                 }
-                // An authenticated user sends as itself (or the senders it is given), never as
-                // whoever it likes.
+                // An authenticated user sends as itself (or the senders and numbers it is
+                // given), never as whoever it likes.
+                let mut sender_number = None;
                 if let Some(user) = &self.user {
-                    let allowed = self
-                        .cfg
-                        .users
-                        .iter()
-                        .find(|u| &u.name == user)
-                        .is_some_and(|u| u.may_send_as(&sender));
+                    let entry = self.cfg.users.iter().find(|u| &u.name == user);
+                    sender_number = entry.and_then(|u| u.number_for(&sender, &self.cfg.domains));
+                    let allowed =
+                        sender_number.is_some() || entry.is_some_and(|u| u.may_send_as(&sender));
                     if !allowed {
                         return self.error(reply(
                             553,
@@ -348,6 +351,7 @@ impl Session {
                 }
                 self.tx = Some(Transaction {
                     sender,
+                    sender_number,
                     recipients: Vec::new(),
                 });
                 Step::Reply(reply(250, "2.1.0", "Ok"))
@@ -573,6 +577,7 @@ impl Session {
             .unwrap_or_else(|| ("unknown".to_string(), false));
         Step::Commit(Accepted {
             sender: tx.sender,
+            sender_number: tx.sender_number,
             recipients: tx.recipients,
             data: d.buf,
             helo,
@@ -683,11 +688,13 @@ mod tests {
                     name: "alice@example.org".into(),
                     password_hash: String::new(),
                     senders: Vec::new(),
+                    numbers: Vec::new(),
                 },
                 crate::config::SmtpUser {
                     name: "alice".into(),
                     password_hash: String::new(),
                     senders: vec!["alice@example.org".into()],
+                    numbers: vec!["2337".into()],
                 },
             ]),
         }
@@ -732,9 +739,49 @@ mod tests {
             name: "gw".into(),
             password_hash: String::new(),
             senders: vec!["@example.net".into(), "ops@example.org".into()],
+            numbers: Vec::new(),
         };
         assert!(u.may_send_as("x@EXAMPLE.net") && u.may_send_as("ops@example.org"));
         assert!(!u.may_send_as("gw") && !u.may_send_as("x@example.org") && !u.may_send_as(""));
+    }
+
+    #[test]
+    fn a_user_sends_as_a_number_only_when_it_is_listed() {
+        let mut s = Session::new(cfg(false), "192.0.2.1".parse().unwrap());
+        s.line(b"EHLO x", false, false);
+        s.tls_started();
+        assert_eq!(code(&s.auth_result("alice".into(), true)), 235);
+        let steps = run(
+            &mut s,
+            &[
+                "MAIL FROM:<15551230000@sms.test>",
+                "MAIL FROM:<2337@other.test>",
+                "MAIL FROM:<+2337@SMS.test>",
+                "RCPT TO:<bob@example.net>",
+                "DATA",
+                "Subject: x",
+                "",
+                "hi",
+                ".",
+            ],
+        );
+        assert_eq!(
+            steps.iter().take(5).map(code).collect::<Vec<_>>(),
+            vec![553, 553, 250, 250, 354]
+        );
+        let Some(Step::Commit(a)) = steps.last() else {
+            panic!("{steps:?}")
+        };
+        assert_eq!(a.sender_number.as_ref().map(|n| n.digits()), Some("2337"));
+        // A user with no numbers never gets one, even for an address it may use.
+        let mut s = Session::new(cfg(false), "192.0.2.1".parse().unwrap());
+        s.line(b"EHLO x", false, false);
+        s.tls_started();
+        s.auth_result("alice@example.org".into(), true);
+        assert_eq!(
+            code(&s.line(b"MAIL FROM:<2337@sms.test>", false, false)),
+            553
+        );
     }
 
     #[test]

@@ -282,6 +282,7 @@ mod tests {
             Origin {
                 kind: OriginKind::Local,
                 peer: "t".into(),
+                sender_number: None,
             },
             60,
         );

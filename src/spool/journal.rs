@@ -915,6 +915,7 @@ mod tests {
         Origin {
             kind: OriginKind::Smtp,
             peer: "127.0.0.1:1".into(),
+            sender_number: None,
         }
     }
 

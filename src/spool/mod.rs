@@ -793,6 +793,7 @@ mod tests {
         Origin {
             kind: OriginKind::Local,
             peer: "test".into(),
+            sender_number: None,
         }
     }
 

@@ -57,6 +57,10 @@ pub struct Origin {
     pub kind: OriginKind,
     /// The peer's address (`ip:port`), or a description for local submissions.
     pub peer: String,
+    /// The number an authenticated SMTP user was allowed to send as (`[[smtp.users]]`
+    /// `numbers`): the text goes to handsets from this number, as a handset's would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_number: Option<String>,
 }
 
 /// The delivery state of one recipient.
@@ -349,6 +353,7 @@ pub(crate) mod tests {
                 origin: Origin {
                     kind: OriginKind::Smtp,
                     peer: "127.0.0.1:40000".into(),
+                    sender_number: None,
                 },
                 warned: false,
             },
@@ -443,11 +448,23 @@ pub(crate) mod tests {
                 Just(OriginKind::Internal)
             ],
             "\\PC{0,30}",
+            proptest::option::of("[0-9]{1,15}"),
             proptest::collection::vec(any::<u8>(), 0..600),
             proptest::collection::vec(any::<u8>(), 0..200),
         )
             .prop_map(
-                |(t, sender, recipients, arrival, expires, kind, peer, message, original)| {
+                |(
+                    t,
+                    sender,
+                    recipients,
+                    arrival,
+                    expires,
+                    kind,
+                    peer,
+                    sender_number,
+                    message,
+                    original,
+                )| {
                     QueueFile {
                         envelope: Envelope {
                             id: QueueIdField(QueueId::from_parts(t, 7)),
@@ -455,7 +472,11 @@ pub(crate) mod tests {
                             recipients,
                             arrival,
                             expires,
-                            origin: Origin { kind, peer },
+                            origin: Origin {
+                                kind,
+                                peer,
+                                sender_number,
+                            },
                             warned: arrival % 2 == 0,
                         },
                         message,

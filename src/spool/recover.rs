@@ -122,6 +122,7 @@ mod tests {
         let origin = Origin {
             kind: OriginKind::Local,
             peer: "t".into(),
+            sender_number: None,
         };
         let a = spool.new_message("", &["1@x".into()], b"a".to_vec(), origin.clone(), 60);
         let b = spool.new_message("", &["1@x".into()], b"b".to_vec(), origin.clone(), 60);
