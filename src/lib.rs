@@ -19,6 +19,7 @@
 pub mod app;
 pub mod config;
 pub mod delivery;
+pub mod fault;
 pub mod identity;
 pub mod limits;
 pub mod mail;

@@ -534,3 +534,120 @@ async fn a_poisoned_message_is_set_aside_and_the_rest_delivered_before_and_after
     let (st, _) = s.stop();
     assert!(st.success());
 }
+
+/// The messages in incoming/, by their text.
+fn incoming_texts(dir: &std::path::Path) -> Vec<String> {
+    let spool = smsmta::spool::Spool::open(dir.join("spool"), 1 << 24).unwrap();
+    let mut out: Vec<String> = spool
+        .list(smsmta::spool::Queue::Incoming)
+        .unwrap()
+        .into_iter()
+        .map(|id| {
+            let f = spool.read(smsmta::spool::Queue::Incoming, id).unwrap();
+            String::from_utf8_lossy(&f.message).into_owned()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_in_the_journal_threads_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::config(dir.path(), common::LOOPBACK);
+    common::add_subscriber(&cfg, B, B_IMSI);
+    // Test builds make the committer panic on a batch holding the first mark, and the
+    // materializer on a range holding the second (fault injection).
+    let faults = [
+        ("SMSMTA_FAULT_COMMIT_PANIC_ON", "POISON-COMMIT"),
+        ("SMSMTA_FAULT_MATERIALIZE_PANIC_ON", "POISON-WRITE"),
+    ];
+    let s = common::Serve::start_env(&cfg, &faults);
+    let to = format!("{B}@sms.test");
+    let send = |body: &'static str| {
+        let to = to.clone();
+        async move {
+            common::smtp_transaction(
+                s.smtp,
+                "alice@example.org",
+                &to,
+                &format!("Subject: x\r\n\r\n{body}\r\n"),
+            )
+            .await
+        }
+    };
+    // The committer fails on this batch: a temporary refusal, never a 250.
+    let r = send("POISON-COMMIT").await;
+    assert!(r.starts_with('4'), "{r}");
+    let r = send("ordinary one").await;
+    assert!(r.starts_with("250"), "the committer went on: {r}");
+    // The materializer fails on this one after it was acknowledged.
+    let r = send("POISON-WRITE").await;
+    assert!(r.starts_with("250"), "{r}");
+    let r = send("ordinary two").await;
+    assert!(r.starts_with("250"), "{r}");
+    // The materializer went on: both ordinary messages are written out.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = incoming_texts(dir.path());
+        if t.iter().filter(|m| m.contains("ordinary")).count() == 2 {
+            assert!(!t.iter().any(|m| m.contains("POISON")), "{t:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{t:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (st, _) = s.stop();
+    assert!(st.success());
+
+    // After a restart the acknowledged message the materializer failed on is there; the one
+    // refused was never stored.
+    let s = common::Serve::start(&cfg);
+    let (st, _) = s.stop();
+    assert!(st.success());
+    let t = incoming_texts(dir.path());
+    assert_eq!(t.len(), 3, "{t:?}");
+    assert_eq!(t.iter().filter(|m| m.contains("POISON-WRITE")).count(), 1);
+    assert!(!t.iter().any(|m| m.contains("POISON-COMMIT")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_record_that_fails_at_replay_is_set_aside_and_start_up_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::config(dir.path(), common::LOOPBACK);
+    common::add_subscriber(&cfg, B, B_IMSI);
+    let faults = [("SMSMTA_FAULT_MATERIALIZE_PANIC_ON", "POISON-WRITE")];
+    let s = common::Serve::start_env(&cfg, &faults);
+    let to = format!("{B}@sms.test");
+    for body in ["POISON-WRITE", "ordinary"] {
+        let r = common::smtp_transaction(
+            s.smtp,
+            "alice@example.org",
+            &to,
+            &format!("Subject: x\r\n\r\n{body}\r\n"),
+        )
+        .await;
+        assert!(r.starts_with("250"), "{r}");
+    }
+    // Killed: both are in the journal, the poisoned one certainly not written out.
+    s.kill();
+    // The fault is still armed at start-up: replay sets that record aside and goes on.
+    let s = common::Serve::start_env(&cfg, &faults);
+    let r = common::smtp_transaction(
+        s.smtp,
+        "alice@example.org",
+        &to,
+        "Subject: x\r\n\r\nafter\r\n",
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    let (st, _) = s.stop();
+    assert!(st.success());
+    let t = incoming_texts(dir.path());
+    assert_eq!(t.len(), 2, "{t:?}");
+    assert!(t.iter().all(|m| !m.contains("POISON")), "{t:?}");
+    let corrupt = std::fs::read_dir(dir.path().join("spool/corrupt"))
+        .unwrap()
+        .count();
+    assert_eq!(corrupt, 1, "the poisoned record is kept in corrupt/");
+}

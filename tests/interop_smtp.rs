@@ -201,13 +201,26 @@ fn swaks_plain_starttls_and_auth() {
     ];
     let o = swaks(
         sub,
-        &[&["--to", "15551234567@sms.test", "--from", "15551230000@sms.test"][..], &login].concat(),
+        &[
+            &[
+                "--to",
+                "15551234567@sms.test",
+                "--from",
+                "15551230000@sms.test",
+            ][..],
+            &login,
+        ]
+        .concat(),
     );
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("553 5.7.1"));
     let out = ok(&swaks(
         sub,
-        &[&["--to", "15551234567@sms.test", "--from", "2337@sms.test"][..], &login].concat(),
+        &[
+            &["--to", "15551234567@sms.test", "--from", "2337@sms.test"][..],
+            &login,
+        ]
+        .concat(),
     ));
     assert!(out.contains("queued as"), "{out}");
     let _ = serve.stop();
@@ -244,7 +257,9 @@ fn swaks_plain_starttls_and_auth() {
         .collect();
     assert_eq!(
         protocols,
-        ["ESMTP", "ESMTPS", "ESMTPSA", "ESMTPSA", "ESMTPSA", "ESMTPSA"]
+        [
+            "ESMTP", "ESMTPS", "ESMTPSA", "ESMTPSA", "ESMTPSA", "ESMTPSA"
+        ]
     );
 }
 

@@ -515,7 +515,7 @@ async fn deliver(ctx: Arc<Ctx>, ready: Ready, held: Option<Vec<u8>>) -> (QueueId
         Ok(finished) => (id, finished),
         Err(e) => {
             let reason = match e.try_into_panic() {
-                Ok(p) => panic_text(p.as_ref()),
+                Ok(p) => crate::fault::panic_text(p.as_ref()),
                 Err(e) => e.to_string(),
             };
             let spool = Arc::clone(&ctx.spool);
@@ -535,31 +535,6 @@ async fn deliver(ctx: Arc<Ctx>, ready: Ready, held: Option<Vec<u8>>) -> (QueueId
             (id, Finished::default())
         }
     }
-}
-
-/// Test builds only: a message containing `$SMSMTA_FAULT_PANIC_ON` makes its job panic, so
-/// that tests can show what a poisoned message does (set aside; the rest delivered).
-#[cfg(debug_assertions)]
-fn fault_injection(message: &[u8]) {
-    if let Ok(mark) = std::env::var("SMSMTA_FAULT_PANIC_ON")
-        && !mark.is_empty()
-        && message.windows(mark.len()).any(|w| w == mark.as_bytes())
-    {
-        panic!("fault injection: message contains {mark:?}");
-    }
-}
-
-#[cfg(not(debug_assertions))]
-fn fault_injection(_message: &[u8]) {}
-
-/// The text of a panic payload.
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    let s = p
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".into());
-    s.chars().take(200).collect()
 }
 
 /// Puts a message whose handling failed into hold/, with the reason as each pending
@@ -619,7 +594,7 @@ impl Job<'_> {
 
     async fn run(&mut self, forced: bool) -> Finished {
         let id = self.file.id();
-        fault_injection(&self.file.message);
+        crate::fault::panic_if_marked(crate::fault::Point::Delivery, &self.file.message);
         let now = now_unix();
         let mut finished = Finished::default();
         let mut failures: Vec<Failure> = Vec::new();

@@ -409,65 +409,107 @@ fn run_committer(
             // A Stop closed the channel; what was queued before it is drained next.
             continue;
         }
-        buf.clear();
-        for r in &batch {
-            encode_record(&mut buf, r.id, &r.bytes);
-        }
-        if seg.len > 0 && seg.len + buf.len() as u64 > opts.segment_size {
-            match Segment::create(&dir, seg.seq + 1) {
-                Ok(next) => {
-                    let old = std::mem::replace(&mut seg, next);
-                    let _ = mat_tx.send(MatMsg::Sealed { seq: old.seq });
-                }
-                Err(e) => warn!("cannot start a new journal segment, continuing the old one: {e}"),
-            }
-        }
-        let start = seg.len;
-        match seg.append(&buf) {
-            Ok(()) => {
-                stats.flushes.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .committed
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                for r in batch.drain(..) {
-                    let _ = r.reply.send(Ok(()));
-                    // Delivery may take it from memory now (claims.rs); before the
-                    // materializer hears of this range.
-                    spool.committed(r.id, r.bytes);
-                }
-                if mat_tx
-                    .send(MatMsg::Durable {
-                        seq: seg.seq,
-                        start,
-                        end: seg.len,
-                    })
-                    .is_err()
-                {
-                    error!(
-                        "journal materializer has stopped; records stay in the journal for replay"
-                    );
-                }
-            }
-            Err(e) => {
-                warn!("journal write to {} failed: {e}", seg.path.display());
-                for r in batch.drain(..) {
-                    let _ = r.reply.send(Err(SpoolError::Io {
-                        op: "append to journal",
-                        path: seg.path.clone(),
-                        source: io::Error::new(e.kind(), e.to_string()),
-                    }));
-                }
-                // Cut the unacknowledged tail; if even that fails, leave this segment behind.
-                if seg.truncate(start).is_err()
-                    && let Ok(next) = Segment::create(&dir, seg.seq + 1)
-                {
-                    let old = std::mem::replace(&mut seg, next);
-                    let _ = mat_tx.send(MatMsg::Sealed { seq: old.seq });
-                }
+        // A failure (a panic) while committing one batch never stops the committer: that
+        // batch's senders get a temporary error (their reply channels close), whatever of it
+        // reached the journal is written out like any other range (a message that was not
+        // acknowledged may then still arrive: never lost, at worst twice), and the next
+        // batch goes on.
+        let before = (seg.seq, seg.len);
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            commit_batch(
+                spool, &mut seg, &dir, &opts, &mat_tx, stats, &mut buf, &mut batch,
+            );
+        }));
+        if let Err(p) = attempt {
+            error!(
+                "journal committer: a batch of {} failed ({}); its senders got a temporary error; committing goes on",
+                batch.len(),
+                crate::fault::panic_text(p.as_ref())
+            );
+            let from = if seg.seq == before.0 { before.1 } else { 0 };
+            if seg.len > from {
+                let _ = mat_tx.send(MatMsg::Durable {
+                    seq: seg.seq,
+                    start: from,
+                    end: seg.len,
+                });
             }
         }
     }
     let _ = mat_tx.send(MatMsg::Sealed { seq: seg.seq });
+}
+
+/// Writes one batch to the journal, flushes it, answers its senders and tells the
+/// materializer; on a write error the batch gets the error and the tail is cut.
+#[allow(clippy::too_many_arguments)]
+fn commit_batch(
+    spool: &Spool,
+    seg: &mut Segment,
+    dir: &Path,
+    opts: &Options,
+    mat_tx: &std_mpsc::SyncSender<MatMsg>,
+    stats: &Stats,
+    buf: &mut Vec<u8>,
+    batch: &mut Vec<Request>,
+) {
+    for r in batch.iter() {
+        crate::fault::panic_if_marked(crate::fault::Point::Commit, &r.bytes);
+    }
+    buf.clear();
+    for r in batch.iter() {
+        encode_record(buf, r.id, &r.bytes);
+    }
+    if seg.len > 0 && seg.len + buf.len() as u64 > opts.segment_size {
+        match Segment::create(dir, seg.seq + 1) {
+            Ok(next) => {
+                let old = std::mem::replace(seg, next);
+                let _ = mat_tx.send(MatMsg::Sealed { seq: old.seq });
+            }
+            Err(e) => warn!("cannot start a new journal segment, continuing the old one: {e}"),
+        }
+    }
+    let start = seg.len;
+    match seg.append(buf) {
+        Ok(()) => {
+            stats.flushes.fetch_add(1, Ordering::Relaxed);
+            stats
+                .committed
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            for r in batch.drain(..) {
+                let _ = r.reply.send(Ok(()));
+                // Delivery may take it from memory now (claims.rs); before the
+                // materializer hears of this range.
+                spool.committed(r.id, r.bytes);
+            }
+            if mat_tx
+                .send(MatMsg::Durable {
+                    seq: seg.seq,
+                    start,
+                    end: seg.len,
+                })
+                .is_err()
+            {
+                error!("journal materializer has stopped; records stay in the journal for replay");
+            }
+        }
+        Err(e) => {
+            warn!("journal write to {} failed: {e}", seg.path.display());
+            for r in batch.drain(..) {
+                let _ = r.reply.send(Err(SpoolError::Io {
+                    op: "append to journal",
+                    path: seg.path.clone(),
+                    source: io::Error::new(e.kind(), e.to_string()),
+                }));
+            }
+            // Cut the unacknowledged tail; if even that fails, leave this segment behind.
+            if seg.truncate(start).is_err()
+                && let Ok(next) = Segment::create(dir, seg.seq + 1)
+            {
+                let old = std::mem::replace(seg, next);
+                let _ = mat_tx.send(MatMsg::Sealed { seq: old.seq });
+            }
+        }
+    }
 }
 
 /// `journal/checkpoint`: the segment and offset up to which every record is materialized.
@@ -547,6 +589,8 @@ fn run_materializer(
         warn!("cannot lower the materializer's priority: {e}");
     }
     let mut open: HashMap<u64, File> = HashMap::new();
+    // The first segment with a range that failed, if any.
+    let mut stuck: Option<u64> = None;
     while let Ok(first) = rx.recv() {
         // Write out while the journal is quiet: wait until no flush has come for
         // `MATERIALIZE_IDLE`, or until the oldest range waiting is `MATERIALIZE_DELAY` old.
@@ -601,17 +645,62 @@ fn run_materializer(
                         error!("journal segment {seq:016X} reads back damaged at {start}..{end}");
                     }
                     let mut done = HashSet::new();
-                    retry_until_done(stop, "materialize", || {
-                        materialize(spool, &records, Guard::Live(&mut done))?;
-                        checkpoint.write(seq, end)
-                    });
-                    stats
-                        .materialized
-                        .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    // After a range failed (a panic), the checkpoint stays before it and its
+                    // segment stays on disk, so that the next start-up replays it; later
+                    // ranges are still written out (replay skips what is queued).
+                    let hold_checkpoint = stuck.is_some();
+                    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        retry_until_done(stop, "materialize", || {
+                            materialize(spool, &records, Guard::Live(&mut done))?;
+                            if hold_checkpoint {
+                                Ok(())
+                            } else {
+                                checkpoint.write(seq, end)
+                            }
+                        });
+                    }));
+                    match attempt {
+                        Ok(()) => {
+                            stats
+                                .materialized
+                                .fetch_add(records.len() as u64, Ordering::Relaxed);
+                        }
+                        Err(p) => {
+                            warn!(
+                                "journal materializer: segment {seq:016X} {start}..{end} failed ({}); writing it out record by record",
+                                crate::fault::panic_text(p.as_ref())
+                            );
+                            stuck.get_or_insert(seq);
+                            for rec in &records {
+                                let one = std::slice::from_ref(rec);
+                                let attempt =
+                                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                        retry_until_done(stop, "materialize", || {
+                                            materialize(spool, one, Guard::Live(&mut done))
+                                                .map(|_| ())
+                                        });
+                                    }));
+                                match attempt {
+                                    Ok(()) => {
+                                        stats.materialized.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    Err(p) => error!(
+                                        "{}: writing out from the journal failed ({}); it stays in the journal for the next start-up; the materializer goes on",
+                                        rec.0,
+                                        crate::fault::panic_text(p.as_ref())
+                                    ),
+                                }
+                            }
+                        }
+                    }
                 }
                 MatMsg::Sealed { seq } => {
                     i += 1;
                     open.remove(&seq);
+                    if stuck.is_some_and(|s| seq >= s) {
+                        // Kept for replay (see above).
+                        continue;
+                    }
                     let p = segment_path(&dir, seq);
                     retry_until_done(stop, "remove journal segment", || {
                         match fs::remove_file(&p) {
@@ -706,6 +795,7 @@ fn materialize(
             }
         };
         for (id, payload) in chunk {
+            crate::fault::panic_if_marked(crate::fault::Point::Materialize, payload);
             if let Guard::Live(done) = &guard
                 && done.contains(id)
             {
@@ -788,6 +878,48 @@ fn materialize(
         spool.published(*id, payload);
     }
     Ok(written.len())
+}
+
+/// Replays one segment's records; should that fail with a panic, record by record, setting
+/// aside in `corrupt/` each record that fails on its own, so that start-up always finishes.
+fn replay_records(
+    spool: &Spool,
+    seq: u64,
+    records: &[(QueueId, &[u8])],
+) -> Result<usize, SpoolError> {
+    let whole = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        materialize(spool, records, Guard::Replay)
+    }));
+    let p = match whole {
+        Ok(done) => return done,
+        Err(p) => p,
+    };
+    warn!(
+        "journal replay: segment {seq:016X} failed ({}); replaying it record by record",
+        crate::fault::panic_text(p.as_ref())
+    );
+    let mut written = 0;
+    for rec in records {
+        let one = std::slice::from_ref(rec);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            materialize(spool, one, Guard::Replay)
+        })) {
+            Ok(n) => written += n?,
+            Err(p) => {
+                let (id, payload) = rec;
+                error!(
+                    "{id}: journal replay failed ({}); the record is set aside in corrupt/",
+                    crate::fault::panic_text(p.as_ref())
+                );
+                let (tmp, _) = spool.write_tmp_file(*id, payload, false)?;
+                match spool.publish(&tmp, *id, Queue::Corrupt) {
+                    Ok(()) | Err(SpoolError::Exists(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(written)
 }
 
 /// The journal's segments, oldest first.
@@ -878,7 +1010,7 @@ pub fn replay(spool: &Spool) -> Result<ReplayReport, SpoolError> {
         let (records, damaged) = parse_records(&bytes, from);
         report.damaged += damaged;
         let total = records.len();
-        let written = materialize(spool, &records, Guard::Replay)?;
+        let written = replay_records(spool, *seq, &records)?;
         report.replayed += written;
         report.already_present += total - written;
         if damaged > 0 {
