@@ -17,8 +17,7 @@ if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz list)
 fi
 for target in "${targets[@]}"; do
-  mkdir -p "fuzz/corpus/$target"
-  if [ -d "fuzz/seeds/$target" ]; then cp -n "fuzz/seeds/$target"/* "fuzz/corpus/$target/" 2>/dev/null || true; fi
+  bash fuzz/seed-corpus.sh "$target"
   printf '\n=== fuzz %s for %ss\n' "$target" "$FUZZ_SECONDS"
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "corpus/$target" -- \
      -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -jobs="$FUZZ_JOBS" -workers="$FUZZ_JOBS")

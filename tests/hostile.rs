@@ -123,7 +123,7 @@ async fn senders_and_registrations_with_multibyte_names_are_refused_not_panicked
             register(e.udp(), l, user, "sip:x@127.0.0.1:5070")
         })
         .await;
-        assert!(s.starts_with("SIP/2.0 400"), "{user}: {s}");
+        assert!(s.starts_with("SIP/2.0 404"), "{user}: {s}");
     }
     ordinary_text_still_arrives(&e, &mut bts).await;
     e.stop().await;

@@ -60,8 +60,7 @@ if [ "$FUZZ_SECONDS" != "0" ] && [ -d fuzz ]; then
   for target in $(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz list); do
     log "fuzz $target for ${FUZZ_SECONDS}s"
     # The kept seeds (fuzz/seeds/<target>) start the corpus; what a run adds stays local.
-    mkdir -p "fuzz/corpus/$target"
-    if [ -d "fuzz/seeds/$target" ]; then cp -n "fuzz/seeds/$target"/* "fuzz/corpus/$target/" 2>/dev/null || true; fi
+    bash fuzz/seed-corpus.sh "$target"
     (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 >/dev/null 2>fuzz-$target.log) \
       || { tail -40 "fuzz/fuzz-$target.log"; echo "fuzz target $target found a crash"; exit 1; }
     rm -f "fuzz/fuzz-$target.log"

@@ -54,6 +54,15 @@ impl Headers {
             .collect()
     }
 
+    /// How many header fields named `name` there are (compact forms match too).
+    pub fn count(&self, name: &str) -> usize {
+        let name = expand(name);
+        self.0
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .count()
+    }
+
     /// Appends a header.
     pub fn push(&mut self, name: &str, value: impl Into<String>) {
         self.0.push(Header {
@@ -470,20 +479,33 @@ pub struct NameAddr {
 }
 
 impl NameAddr {
-    /// Parses one name-addr / addr-spec; `None` when there is no URI.
+    /// Parses one name-addr / addr-spec; `None` when there is no URI, a quoted string is not
+    /// closed, or an addr-spec holds what only a name-addr may (`<`, `>`, `"`, spaces).
+    /// Quoted-pairs (`\"`, `\\`) in the display name are honoured (RFC 3261 25.1).
     pub fn parse(v: &str) -> Option<NameAddr> {
         let v = v.trim();
-        let (display, uri, rest) = if let Some(lt) = find_unquoted(v, b'<') {
-            let gt = v[lt..].find('>')? + lt;
-            let display = v[..lt].trim().trim_matches('"').to_string();
-            (display, v[lt + 1..gt].trim().to_string(), &v[gt + 1..])
-        } else {
-            // addr-spec: parameters after the URI belong to the header (RFC 3261 20.10).
-            let (u, r) = match v.find(';') {
-                Some(i) => (&v[..i], &v[i..]),
-                None => (v, ""),
-            };
-            (String::new(), u.trim().to_string(), r)
+        let (display, uri, rest) = match find_unquoted(v, b'<')? {
+            Some(lt) => {
+                let gt = v.get(lt..)?.find('>')? + lt;
+                let display = unquote(v.get(..lt)?.trim());
+                (
+                    display,
+                    v.get(lt + 1..gt)?.trim().to_string(),
+                    v.get(gt + 1..)?,
+                )
+            }
+            None => {
+                // addr-spec: parameters after the URI belong to the header (RFC 3261 20.10).
+                let (u, r) = match v.find(';') {
+                    Some(i) => (v.get(..i)?, v.get(i..)?),
+                    None => (v, ""),
+                };
+                let u = u.trim();
+                if u.contains(['<', '>', '"', ' ', '\t']) {
+                    return None;
+                }
+                (String::new(), u.to_string(), r)
+            }
         };
         if uri.is_empty() {
             return None;
@@ -504,16 +526,37 @@ impl NameAddr {
     }
 }
 
-fn find_unquoted(v: &str, c: u8) -> Option<usize> {
+/// The first `c` outside quoted strings: `Some(None)` when there is none, `None` when a
+/// quoted string is not closed.
+fn find_unquoted(v: &str, c: u8) -> Option<Option<usize>> {
     let mut quoted = false;
+    let mut escaped = false;
     for (i, b) in v.bytes().enumerate() {
         match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
             b'"' => quoted = !quoted,
-            x if x == c && !quoted => return Some(i),
+            x if x == c && !quoted => return Some(Some(i)),
             _ => {}
         }
     }
-    None
+    (!quoted).then_some(None)
+}
+
+/// A display name without its quotes, quoted-pairs resolved.
+fn unquote(d: &str) -> String {
+    let Some(inner) = d.strip_prefix('"').and_then(|x| x.strip_suffix('"')) else {
+        return d.to_string();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\\' => out.extend(chars.next()),
+            _ => out.push(ch),
+        }
+    }
+    out
 }
 
 /// Parses `;a=1;b;c="x"` into pairs (names lower-cased).
@@ -659,6 +702,20 @@ impl Request {
     /// # Errors
     /// A reason phrase for 400.
     pub fn check_mandatory(&self) -> Result<(), &'static str> {
+        // Header fields that may appear once: two of them leave the request ambiguous
+        // (RFC 3261 7.3.1; RFC 4475 3.1.2.18).
+        for (name, reason) in [
+            ("From", "More than one From"),
+            ("To", "More than one To"),
+            ("Call-ID", "More than one Call-ID"),
+            ("CSeq", "More than one CSeq"),
+            ("Max-Forwards", "More than one Max-Forwards"),
+            ("Content-Type", "More than one Content-Type"),
+        ] {
+            if self.headers.count(name) > 1 {
+                return Err(reason);
+            }
+        }
         if self.top_via().is_none() {
             return Err("Missing or bad Via");
         }
@@ -691,6 +748,40 @@ mod tests {
             Parsed::Complete(Message::Request(r), _) => r,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn name_addrs_honour_quoted_pairs_and_refuse_open_quotes() {
+        let n = NameAddr::parse(r#""J User \\\"" <sip:IMSI001@h> ;  tag = 98"#).unwrap();
+        assert_eq!(n.display, r#"J User \""#);
+        assert_eq!(n.uri, "sip:IMSI001@h");
+        assert_eq!(n.param("tag"), Some("98"));
+        assert_eq!(
+            NameAddr::parse("caller<sip:c@example.com>;tag=3")
+                .unwrap()
+                .uri,
+            "sip:c@example.com"
+        );
+        assert_eq!(NameAddr::parse("sip:c@h;tag=1").unwrap().uri, "sip:c@h");
+        for bad in [
+            r#""Bob <sip:b@h>;tag=1"#,
+            "Bell, Alexander sip:a@h",
+            "\"x\" sip:a@h",
+            "<>",
+            "",
+        ] {
+            assert_eq!(NameAddr::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn duplicate_single_headers_are_refused() {
+        let two_froms = OPENBTS.replace(
+            "To: smsc",
+            "From: <sip:IMSI001010000000009@127.0.0.1>;tag=9\r\nTo: smsc",
+        );
+        assert_eq!(req(&two_froms).check_mandatory(), Err("More than one From"));
+        assert_eq!(req(OPENBTS).check_mandatory(), Ok(()));
     }
 
     #[test]

@@ -304,8 +304,8 @@ impl Service {
 
     /// The answers given without any state (RFC 3261 8.2.1-8.2.2): 403 to a source outside
     /// the trusted networks (before the transaction table, so strangers leave nothing behind),
-    /// 501 to a method nobody defined, 416 to a Request-URI that is not SIP, 420 to a Require
-    /// naming extensions (smsmta supports none).
+    /// 501 to a method nobody defined, 400 to a Request-URI in angle brackets, 416 to one that
+    /// is not SIP, 420 to a Require naming extensions (smsmta supports none).
     fn stateless(&self, req: &Request, peer: SocketAddr) -> Option<Response> {
         if !config::trusted(&self.cfg.sip.trusted_networks, peer.ip()) {
             tracing::debug!(%peer, "403 to {} from outside the trusted networks", req.method);
@@ -315,6 +315,10 @@ impl Service {
             let mut r = self.response(req, 501, "Not Implemented");
             r.headers.push("Allow", self.allow());
             return Some(r);
+        }
+        if req.uri.contains(['<', '>', '"']) {
+            // A Request-URI in <> (RFC 4475 3.1.2.7) is not guessed at.
+            return Some(self.response(req, 400, "Malformed Request-URI"));
         }
         let scheme = req.uri.split_once(':').map(|(s, _)| s).unwrap_or("");
         if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
@@ -372,15 +376,17 @@ impl Service {
         if req.method == "ACK" {
             return None;
         }
-        if let Err(reason) = req.check_mandatory() {
-            if req.top_via().is_none() {
-                warn!(%peer, "dropping SIP request: {reason}");
-                return None;
-            }
-            return Some(self.response(&req, 400, reason).to_bytes());
+        if req.top_via().is_none() {
+            warn!(%peer, "dropping SIP request without a usable Via");
+            return None;
         }
+        // Trust, method and scheme first: a stranger learns nothing more than 403, and an
+        // unknown method is 501 whatever else is wrong with it (RFC 4475 3.1.2.16).
         if let Some(resp) = self.stateless(&req, peer) {
             return Some(resp.to_bytes());
+        }
+        if let Err(reason) = req.check_mandatory() {
+            return Some(self.response(&req, 400, reason).to_bytes());
         }
         let (tx, dedup) = transaction::keys(&req)?;
         let now = Instant::now();
@@ -1004,7 +1010,8 @@ impl Service {
             .map(|u| u.user)
             .filter(|u| !u.is_empty())
             .ok_or((400, "Bad To".to_string()))?;
-        let key = HandsetKey::parse(&aor).or_else(|_| refuse(400, "Bad To"))?;
+        // An address-of-record that names no handset is not ours (RFC 3261 10.3 step 3).
+        let key = HandsetKey::parse(&aor).or_else(|_| refuse(404, "Not Found"))?;
         let aor = key.to_string();
         let max = self.cfg.registry.max_expires.0.as_secs();
         let header_expires = req
