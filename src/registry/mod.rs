@@ -6,6 +6,12 @@
 //! read-only, so smsmta can replace smqueue beside an existing OpenBTS: lookups try our table
 //! first, then OpenBTS's.
 //!
+//! [`Registry::subscriber`] keeps enabled subscribers it found for [`CACHE_TTL`] (at most
+//! [`CACHE_MAX`] of them), so that an SMTP session's RCPT for a known number does not wait for
+//! the registry thread; an unknown or disabled number is always looked up again, so a
+//! subscriber added (by any process) is known at once, and one removed or disabled is refused
+//! within `CACHE_TTL`.
+//!
 //! **Trust.** Values come from SIP requests and the command line; every query is parameterised.
 //!
 //! Standards: RFC 3261 10.3 (registrar behaviour: bindings, expiry, `*`).
@@ -13,13 +19,14 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::identity::{Imsi, Msisdn};
+use crate::identity::{HandsetKey, Imsi, Msisdn};
 
 const SCHEMA: &str = include_str!("schema.sql");
 
@@ -653,10 +660,19 @@ impl Watcher {
 
 type Job = Box<dyn FnOnce(&mut Db) + Send>;
 
+/// How long an enabled subscriber found by [`Registry::subscriber`] is believed.
+pub const CACHE_TTL: Duration = Duration::from_secs(5);
+/// Most subscribers kept by that cache; when it is full it is emptied.
+pub const CACHE_MAX: usize = 65_536;
+
+/// Enabled subscribers recently found, by handset name, with when they were found.
+type Cache = Arc<Mutex<HashMap<HandsetKey, (Subscriber, Instant)>>>;
+
 /// A handle to the registry thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Registry {
     tx: std::sync::mpsc::SyncSender<Job>,
+    cache: Cache,
 }
 
 impl std::fmt::Debug for Registry {
@@ -696,7 +712,51 @@ impl Registry {
             .map_err(|e| {
                 RegistryError::Invalid(format!("cannot start the registry thread: {e}"))
             })?;
-        Ok(Registry { tx })
+        Ok(Registry {
+            tx,
+            cache: Cache::default(),
+        })
+    }
+
+    /// The subscriber a handset name belongs to (by IMSI or by number; ours, then OpenBTS's).
+    /// Enabled subscribers are answered from the cache for [`CACHE_TTL`].
+    ///
+    /// # Errors
+    /// [`RegistryError`] from the lookup (temporary: the caller refuses with 4xx).
+    pub async fn subscriber(&self, key: &HandsetKey) -> Result<Option<Subscriber>, RegistryError> {
+        let now = Instant::now();
+        if let Some((s, _)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .filter(|(_, at)| now.duration_since(*at) < CACHE_TTL)
+        {
+            return Ok(Some(s.clone()));
+        }
+        let k = key.clone();
+        let found = self
+            .call(move |db| match &k {
+                HandsetKey::Imsi(i) => db.by_imsi(i.digits()),
+                HandsetKey::Number(n) => db.by_msisdn(n.digits()),
+            })
+            .await?;
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &found {
+            Some(s) if s.enabled => {
+                if cache.len() >= CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(key.clone(), (s.clone(), now));
+            }
+            _ => {
+                cache.remove(key);
+            }
+        }
+        Ok(found)
     }
 
     /// Runs `f` on the registry thread and returns its result.
@@ -850,6 +910,32 @@ mod tests {
             "001010000000001"
         );
         assert!(normalize_imsi("123").is_err());
+    }
+
+    #[tokio::test]
+    async fn the_cache_answers_known_subscribers_and_never_unknown_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("r.sqlite");
+        let r = Registry::open(path.clone(), None).unwrap();
+        let key = HandsetKey::parse("15551234567").unwrap();
+        assert_eq!(r.subscriber(&key).await.unwrap(), None);
+        // Added by another process (the CLI): known at once, not cached as unknown.
+        let other = Db::open(&path, None).unwrap();
+        let s = Subscriber {
+            msisdn: "15551234567".into(),
+            imsi: Some("001010000000001".into()),
+            email: None,
+            enabled: true,
+        };
+        other.upsert(&s).unwrap();
+        assert_eq!(r.subscriber(&key).await.unwrap(), Some(s.clone()));
+        let by_imsi = HandsetKey::parse("IMSI001010000000001").unwrap();
+        assert_eq!(r.subscriber(&by_imsi).await.unwrap(), Some(s.clone()));
+        // Removed: still answered from the cache within its lifetime.
+        other.remove("15551234567").unwrap();
+        assert_eq!(r.subscriber(&key).await.unwrap(), Some(s));
+        let fresh = Registry::open(path, None).unwrap();
+        assert_eq!(fresh.subscriber(&key).await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -545,17 +545,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         let any_imsi = server.cfg.sip.unknown_imsi
                             == crate::config::UnknownImsi::Accept
                             && msisdn.starts_with("IMSI");
-                        let known = server
-                            .registry
-                            .call(move |db| match crate::identity::Imsi::from_name(&msisdn) {
-                                Some(i) => db.by_imsi(i.digits()),
-                                None => db.by_msisdn(&msisdn),
-                            })
-                            .await
-                            .map(|s| match s {
+                        let known = match crate::identity::HandsetKey::parse(&msisdn) {
+                            Ok(key) => server.registry.subscriber(&key).await.map(|s| match s {
                                 Some(s) => s.enabled,
                                 None => any_imsi,
-                            });
+                            }),
+                            Err(_) => Ok(false),
+                        };
                         step = match known {
                             Ok(k) => session.recipient_checked(address, k),
                             Err(e) => {
