@@ -347,7 +347,7 @@ fn big_queue() -> Vec<String> {
     );
     let spool = Spool::open(dir.path().join("spool"), 1 << 24).unwrap();
     subscribers(dir.path(), QUEUED / PER);
-    let later = smsmta::spool::now_unix() + 86_400;
+    let later = smsmta::clock::now_unix() + 86_400;
     let t = Instant::now();
     for i in 0..QUEUED {
         let h = i / PER;

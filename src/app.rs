@@ -21,9 +21,10 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::delivery::manager;
+use crate::registry::Reachable;
 use crate::registry::{Registry, RegistryError};
 use crate::sip::listener;
-use crate::sip::service::{Reachable, Service};
+use crate::sip::service::Service;
 use crate::smtp::listener::{self as smtp_listener, SmtpServer};
 use crate::spool::{Spool, SpoolError, Writer, journal, recover};
 

@@ -221,7 +221,7 @@ pub struct DeliveryConfig {
     /// the Request-URI is `sip:IMSI<imsi>@<bts>`.
     pub bts: SocketAddr,
     /// Transport to the BTS: `udp` or `tcp`.
-    pub bts_transport: SipTransport,
+    pub bts_transport: crate::sip::Transport,
     /// The MESSAGE body to handsets: `hex` (OpenBTS: application/vnd.3gpp.sms as ASCII hex),
     /// `binary` (TS 24.341) or `text` (text/plain, one MESSAGE, no segmentation).
     pub body: MtBody,
@@ -286,16 +286,6 @@ pub enum SmtpTls {
     Verify,
 }
 
-/// A SIP transport for outgoing requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SipTransport {
-    /// UDP, with Timer E retransmissions.
-    Udp,
-    /// TCP.
-    Tcp,
-}
-
 /// The body of a mobile-terminated MESSAGE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -323,7 +313,7 @@ impl Default for DeliveryConfig {
         DeliveryConfig {
             enabled: true,
             bts: SocketAddr::from(([127, 0, 0, 1], 5062)),
-            bts_transport: SipTransport::Udp,
+            bts_transport: crate::sip::Transport::Udp,
             body: MtBody::Hex,
             smarthost: String::new(),
             email_mode: EmailMode::Copy,

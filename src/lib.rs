@@ -17,6 +17,7 @@
 //! docs/architecture.md has the whole picture.
 
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod fault;

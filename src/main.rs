@@ -475,7 +475,7 @@ fn subscriber(config: &Config, op: SubscriberOp) -> ExitCode {
             match found {
                 Ok(Some(s)) => {
                     println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
-                    let now = smsmta::spool::now_unix();
+                    let now = smsmta::clock::now_unix();
                     let mut aors = vec![s.msisdn.clone()];
                     if let Some(i) = &s.imsi {
                         aors.push(format!("IMSI{i}"));

@@ -19,8 +19,8 @@ use std::process::{Child, Command, Stdio};
 use common::Serve;
 use std::time::{Duration, Instant};
 
+use smsmta::sip::Transport;
 use smsmta::sip::client::{SipClient, message_request};
-use smsmta::sip::service::Transport;
 use smsmta::sip::transaction::ClientTimers;
 use smsmta::spool::{Queue, Spool};
 

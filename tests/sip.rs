@@ -341,7 +341,7 @@ async fn register_binds_the_contact_and_publishes_reachability() {
         .as_ref()
         .unwrap()
         .registry
-        .call(|db| db.bindings("IMSI001010000000001", smsmta::spool::now_unix()))
+        .call(|db| db.bindings("IMSI001010000000001", smsmta::clock::now_unix()))
         .await
         .unwrap();
     assert_eq!(bindings.len(), 1);

@@ -5,10 +5,11 @@
 //! nothing smsmta removed at intake comes back.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use smsmta::delivery::{notice, route, text};
+use smsmta::delivery::{notice, route};
+use smsmta::mail::to_sms as text;
 use smsmta::mail::provenance;
 use smsmta::smtp::policy::{self, NumberRules};
-use smsmta::spool::OriginKind;
+use smsmta::spool::{Origin, OriginKind};
 
 fuzz_target!(|data: &[u8]| {
     let domains = vec!["sms.test".to_string()];
@@ -29,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(c.report.is_none(), "outside mail became a status report");
     assert_eq!(c.originator, "Email", "outside mail borrowed an originator");
     let _ = smsmta::sms::segment::segment(&c.text, &Default::default());
-    let _ = notice::should_notify("15551230000@sms.test", &OriginKind::Smtp, &message, &domains);
+    let _ = notice::should_notify("15551230000@sms.test", &Origin { kind: OriginKind::Smtp, peer: String::new(), sender_number: None }, &message, &domains);
     let _ = provenance::for_outside(&message);
     // The first line, as a recipient, through the RCPT policy and routing.
     let first = String::from_utf8_lossy(data.split(|b| *b == b'\n').next().unwrap_or_default()).into_owned();

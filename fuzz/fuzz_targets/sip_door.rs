@@ -8,10 +8,12 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use smsmta::config::Config;
-use smsmta::delivery::{route, text};
+use smsmta::delivery::route;
+use smsmta::mail::to_sms as text;
 use smsmta::registry::{Registry, Subscriber};
 use smsmta::sip::message::{self, Message, Parsed};
-use smsmta::sip::service::{Service, Transport};
+use smsmta::sip::Transport;
+use smsmta::sip::service::Service;
 use smsmta::spool::{Queue, Spool, Writer};
 
 struct Door {

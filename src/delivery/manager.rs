@@ -39,18 +39,18 @@ use super::outcome::Outcome;
 use super::route::{self, Bts, Dest};
 use super::schedule::{self, Backoff};
 use super::scheduler::{Finished, Ready, Schedule};
-use super::sip_agent::SipAgent;
-use super::smtp_agent::SmtpAgent;
-use super::text::{self, ReportFacts, SmsContent, TextOptions};
+use crate::clock::now_unix;
+use crate::clock::rfc5322_date;
 use crate::config::Config;
 use crate::identity::{HandsetKey, Imsi, Msisdn};
-use crate::mail::from_sms::rfc5322_date;
+use crate::mail::to_sms::{self as text, ReportFacts, SmsContent, TextOptions};
+use crate::registry::Reachable;
 use crate::registry::{Binding, Registry, Subscriber};
-use crate::sip::service::Reachable;
+use crate::sip::agent::SipAgent;
 use crate::sms::tpdu::status as tp_status;
+use crate::smtp::agent::SmtpAgent;
 use crate::spool::{
     Envelope, Origin, OriginKind, Queue, QueueFile, QueueId, RcptState, Spool, SpoolError, Writer,
-    now_unix,
 };
 
 const HINT_QUEUE: usize = 65_536;

@@ -16,8 +16,8 @@ use mail_builder::headers::address::Address;
 use mail_builder::headers::raw::Raw;
 use mail_parser::MessageParser;
 
-use super::text::{ReportFacts, is_dsn};
-use crate::mail::from_sms::rfc5322_date;
+use crate::clock::rfc5322_date;
+use crate::mail::to_sms::{ReportFacts, is_dsn};
 use crate::spool::{Origin, OriginKind};
 
 /// One recipient that a notice is about.
@@ -270,7 +270,7 @@ pub fn report_request(raw: &[u8]) -> Option<(u8, Option<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::text::{TextOptions, sms_content};
+    use crate::mail::to_sms::{TextOptions, sms_content};
 
     fn from(kind: OriginKind) -> Origin {
         Origin {

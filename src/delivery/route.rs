@@ -15,9 +15,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::config::{EmailMode, SipTransport};
+use crate::config::EmailMode;
 use crate::identity::HandsetKey;
 use crate::registry::{Binding, Subscriber};
+use crate::sip::Transport;
 
 /// The kind of a recipient address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +68,7 @@ pub struct SipTarget {
     /// Where the request is sent.
     pub addr: SocketAddr,
     /// How.
-    pub transport: SipTransport,
+    pub transport: Transport,
 }
 
 /// Where a text for a handset goes.
@@ -106,7 +107,7 @@ pub struct Bts {
     /// Its address.
     pub addr: SocketAddr,
     /// Its transport.
-    pub transport: SipTransport,
+    pub transport: Transport,
 }
 
 /// Routes a text for handset `key`, given what the registry says: the subscriber (by number,
@@ -188,11 +189,7 @@ pub fn contact_target(contact: &str) -> Option<SipTarget> {
     Some(SipTarget {
         uri: c.to_string(),
         addr: SocketAddr::new(ip, port),
-        transport: if tcp {
-            SipTransport::Tcp
-        } else {
-            SipTransport::Udp
-        },
+        transport: if tcp { Transport::Tcp } else { Transport::Udp },
     })
 }
 
@@ -211,7 +208,7 @@ mod tests {
     fn bts() -> Bts {
         Bts {
             addr: "127.0.0.1:5062".parse().unwrap(),
-            transport: SipTransport::Udp,
+            transport: Transport::Udp,
         }
     }
 
@@ -274,7 +271,7 @@ mod tests {
             Some(SipTarget {
                 uri: "sip:IMSI001010000000001@127.0.0.1:5062".into(),
                 addr: "127.0.0.1:5062".parse().unwrap(),
-                transport: SipTransport::Udp,
+                transport: Transport::Udp,
             })
         );
         assert_eq!(r.email, None);
@@ -303,7 +300,7 @@ mod tests {
         .unwrap();
         let t = r.sip.unwrap();
         assert_eq!(t.addr, "127.0.0.2:5070".parse().unwrap());
-        assert_eq!(t.transport, SipTransport::Tcp);
+        assert_eq!(t.transport, Transport::Tcp);
         assert_eq!(t.uri, "sip:IMSI001@127.0.0.2:5070;transport=TCP");
     }
 
@@ -405,7 +402,7 @@ mod tests {
             ("sip:u@127.0.0.1:notaport", None),
         ];
         for (c, want) in table {
-            let got = contact_target(c).map(|t| (t.addr, t.transport == SipTransport::Tcp));
+            let got = contact_target(c).map(|t| (t.addr, t.transport == Transport::Tcp));
             let want = want.map(|(a, tcp)| (a.parse::<SocketAddr>().unwrap(), tcp));
             assert_eq!(got, want, "{c}");
         }

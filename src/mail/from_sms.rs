@@ -11,6 +11,8 @@ use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address;
 use mail_builder::headers::raw::Raw;
 
+use crate::clock::rfc5322_date;
+
 /// What a mail made from an SMS says.
 #[derive(Debug, Clone)]
 pub struct SmsMail<'a> {
@@ -34,28 +36,6 @@ pub struct SmsMail<'a> {
     pub transport: &'a str,
     /// `X-SMS-<name>: <value>` headers (names without the prefix; values ASCII).
     pub facts: Vec<(&'static str, String)>,
-}
-
-const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// An RFC 5322 date-time in UTC: `Wed, 25 Nov 2026 17:24:14 +0000`.
-pub fn rfc5322_date(unix: u64) -> String {
-    let days = unix / 86_400;
-    let s = unix % 86_400;
-    let t = crate::sms::Timestamp::from_unix(unix as i64, 0);
-    format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
-        DAYS[(days % 7) as usize],
-        t.day,
-        MONTHS[usize::from(t.month.clamp(1, 12)) - 1],
-        t.year,
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
 }
 
 fn clean(v: &str) -> String {

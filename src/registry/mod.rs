@@ -63,6 +63,18 @@ pub struct Subscriber {
     pub enabled: bool,
 }
 
+/// "Subscriber X is reachable": published after each REGISTER that binds a contact, and when
+/// the OpenBTS registry shows that a handset attached ([`Watcher`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reachable {
+    /// The address-of-record user (`IMSI001010000000001` or digits).
+    pub aor: String,
+    /// The subscriber's MSISDN, when the registry knows it.
+    pub msisdn: Option<String>,
+    /// The contacts now bound.
+    pub contacts: Vec<String>,
+}
+
 /// A registrar binding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {

@@ -29,8 +29,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
+use super::Transport;
 use super::message::{self, Headers, Message, Parsed, Request, Response};
-use super::service::Transport;
 use super::transaction::ClientTimers;
 
 /// Why a client transaction ended without a final response.
@@ -236,10 +236,7 @@ impl SipClient {
         transport: Transport,
     ) -> Result<Response, ClientError> {
         let branch = self.branch();
-        let proto = match transport {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-        };
+        let proto = transport.name();
         req.headers.remove("Via");
         req.headers.remove("Contact");
         let sent_by = self.sent_by(dest);

@@ -23,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 use crate::limits::{PerClient, write_within};
 use tracing::{debug, warn};
 
+use super::Transport;
 use super::message::{self, MAX_HEAD, Parsed};
-use super::service::{Service, Transport};
+use super::service::Service;
 
 /// Largest UDP datagram read.
 const MAX_DATAGRAM: usize = 65_535;

@@ -13,6 +13,8 @@ use super::address::{self, Address};
 use super::udh::{self, Concat, InformationElement};
 use super::{SmsError, gsm7, ucs2};
 
+use crate::clock::{civil_from_days, days_from_civil};
+
 /// The character set of user data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Alphabet {
@@ -126,28 +128,6 @@ pub struct Timestamp {
     /// The sign bit as sent: kept so that "-00:00" (seen from real service centres)
     /// re-encodes to the same octet. Always true when `tz_quarters` is negative.
     pub tz_negative: bool,
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 fn bcd_pair(o: u8) -> Option<u8> {

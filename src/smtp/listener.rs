@@ -1,6 +1,7 @@
-//! The SMTP listener: accepts connections (a semaphore before accept: beyond
-//! `[smtp] max_connections` the client gets 421), frames lines with length limits, runs the
-//! [`Session`], commits accepted messages and answers 250 only after the commit.
+//! The SMTP listener: accepts each connection, then takes a slot for it (beyond
+//! `[smtp] max_connections`, or the per-client cap, the client gets 421 and is closed), frames
+//! lines with length limits, runs the [`Session`], commits accepted messages and answers 250
+//! only after the commit.
 //!
 //! **Pipelining.** Every complete line already received is handled before the replies are
 //! written, in order (RFC 2920).
@@ -26,9 +27,9 @@ use tracing::{debug, info, warn};
 
 use super::policy::NumberRules;
 use super::session::{self, Accepted, CommitError, Session, SessionConfig, Step};
+use crate::clock::rfc5322_date;
 use crate::config::{self, Config};
 use crate::limits::{PerClient, write_within};
-use crate::mail::from_sms::rfc5322_date;
 use crate::registry::Registry;
 use crate::spool::{Origin, OriginKind, SpoolError, Writer};
 
@@ -502,7 +503,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             let mut step = if is_mail
                 && server
                     .limiter
-                    .exceeded(&limit_key(session, peer), crate::spool::now_unix())
+                    .exceeded(&limit_key(session, peer), crate::clock::now_unix())
             {
                 Step::Reply(
                     "450 4.7.1 Error: too many messages from this client, try again later\r\n"
@@ -567,7 +568,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                             server.limiter.record(
                                 &limit_key(session, peer),
                                 n,
-                                crate::spool::now_unix(),
+                                crate::clock::now_unix(),
                             );
                         }
                         step = session.committed(r);

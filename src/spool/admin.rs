@@ -8,7 +8,9 @@
 
 use serde::Serialize;
 
-use super::{Queue, QueueFile, QueueId, RcptState, Recipient, Spool, SpoolError, now_unix};
+use super::{Queue, QueueFile, QueueId, RcptState, Recipient, Spool, SpoolError};
+
+use crate::clock::{format_time, now_unix};
 
 /// One message as `queue list` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -132,15 +134,6 @@ pub fn format_list(entries: &[Entry]) -> String {
         if entries.len() == 1 { "" } else { "s" }
     );
     s
-}
-
-/// `YYYY-MM-DD HH:MM:SS` in UTC.
-pub fn format_time(unix: u64) -> String {
-    let t = crate::sms::Timestamp::from_unix(i64::try_from(unix).unwrap_or(i64::MAX / 2), 0);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        t.year, t.month, t.day, t.hour, t.minute, t.second
-    )
 }
 
 /// Renders one message: its envelope, then the message itself (like `postcat -q`).

@@ -1,7 +1,7 @@
 //! Local submission helpers for `smsmta inject` (sendmail(1) style): line-ending repair,
 //! recipients from headers (`-t`), Bcc removal, address sanity.
 //!
-//! Pure. **Trust:** the message on stdin comes from a local user and is parsed with
+//! Pure, except [`uid_hint`] (reads `/proc/self`). **Trust:** the message on stdin comes from a local user and is parsed with
 //! mail-parser, which never panics; addresses are checked for what would break an SMTP
 //! envelope (CR, LF, NUL, angle brackets, spaces, over 254 octets).
 //!

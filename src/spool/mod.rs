@@ -43,9 +43,10 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::info;
+
+use crate::clock::now_unix;
 
 pub use layout::Queue;
 pub use queue_file::{Envelope, Origin, OriginKind, QueueFile, RcptState, Recipient};
@@ -130,14 +131,6 @@ impl SpoolError {
         let path = path.to_path_buf();
         move |source| SpoolError::Io { op, path, source }
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Called with every message that becomes visible in `incoming/` (the queue manager's

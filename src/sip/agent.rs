@@ -19,12 +19,11 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use super::outcome::{self, Outcome, TransportFailure};
-use super::route::SipTarget;
-use super::text::SmsContent;
-use crate::config::{Config, MtBody, SipTransport};
+use crate::config::{Config, MtBody};
+use crate::delivery::outcome::{self, Outcome, TransportFailure};
+use crate::delivery::route::SipTarget;
+use crate::mail::to_sms::SmsContent;
 use crate::sip::client::{ClientError, SipClient, message_request};
-use crate::sip::service::Transport;
 use crate::sip::transaction::ClientTimers;
 use crate::sms::segment::{SegmentOptions, deliver_tpdus};
 use crate::sms::{self, Address, StatusReport, Timestamp, body};
@@ -153,7 +152,7 @@ impl SipAgent {
             &self.smsc,
             reference,
             &self.segments,
-            crate::spool::now_unix(),
+            crate::clock::now_unix(),
             &mut next_ref,
         ) {
             Ok(p) => p,
@@ -167,10 +166,7 @@ impl SipAgent {
         let Ok(_permit) = self.limit.acquire().await else {
             return outcome::transport(TransportFailure::Unreachable, "SIP agent stopped");
         };
-        let transport = match target.transport {
-            SipTransport::Udp => Transport::Udp,
-            SipTransport::Tcp => Transport::Tcp,
-        };
+        let transport = target.transport;
         let from = format!("sip:{}@{}", content.originator, self.domain);
         for (ctype, body) in parts {
             let call_id = self.client.call_id();
@@ -218,7 +214,7 @@ impl SipAgent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::text::ReportFacts;
+    use crate::mail::to_sms::ReportFacts;
     use crate::sms::{Deliver, RpMessage};
 
     fn decode_text(parts: &[(&str, Vec<u8>)]) -> String {

@@ -31,8 +31,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use super::dns;
-use super::outcome::{self, Outcome, TransportFailure};
 use crate::config::{Config, SmtpTls, split_host_port};
+use crate::delivery::outcome::{self, Outcome, TransportFailure};
 
 const REUSE: Duration = Duration::from_secs(10);
 const IDLE_PER_HOST: usize = 16;
