@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(f) = d.spool.read(Queue::Incoming, id) {
             for r in &f.envelope.recipients {
                 if let Some(route::Dest::Handset(k)) = route::classify(&r.address, &d.cfg.domains) {
-                    let _ = route::handset(&k, None, &[], None, route::Bts { addr: "127.0.0.1:5062".parse().unwrap(), transport: smsmta::config::SipTransport::Udp }, smsmta::config::EmailMode::Copy);
+                    let _ = route::handset(&k, None, &[], None, route::Bts { addr: "127.0.0.1:5062".parse().unwrap(), transport: smsmta::sip::Transport::Udp }, smsmta::config::EmailMode::Copy);
                 }
             }
             let opts = text::TextOptions {

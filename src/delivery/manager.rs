@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, warn};
 
 use super::notice::{self, DsnKind, Failure};
 use super::outcome::Outcome;
@@ -500,16 +500,21 @@ async fn deliver(ctx: Arc<Ctx>, ready: Ready, held: Option<Vec<u8>>) -> (QueueId
     let copy = file.clone();
     let job_ctx = Arc::clone(&ctx);
     let forced = ready.forced;
-    let ran = tokio::spawn(async move {
-        let mut job = Job {
-            ctx: &job_ctx,
-            file,
-            source,
-            content: None,
-            outbound: None,
-        };
-        job.run(forced).await
-    })
+    // One span per message: every line logged inside names its queue ID.
+    let span = tracing::info_span!("delivery", queue_id = %ready.id);
+    let ran = tokio::spawn(
+        async move {
+            let mut job = Job {
+                ctx: &job_ctx,
+                file,
+                source,
+                content: None,
+                outbound: None,
+            };
+            job.run(forced).await
+        }
+        .instrument(span),
+    )
     .await;
     match ran {
         Ok(finished) => (id, finished),

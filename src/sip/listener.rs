@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::{PerClient, write_within};
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 
 use super::Transport;
 use super::message::{self, MAX_HEAD, Parsed};
@@ -58,14 +58,19 @@ pub async fn run_udp(
         match Arc::clone(&limit).try_acquire_owned() {
             Ok(permit) => {
                 let (socket, service) = (Arc::clone(&socket), Arc::clone(&service));
-                tasks.spawn(async move {
-                    if let Some(resp) = service.handle(&data, peer, Transport::Udp).await
-                        && let Err(e) = socket.send_to(&resp, peer).await
-                    {
-                        debug!(%peer, "sip udp send: {e}");
+                // One span per request: every line logged inside names the peer.
+                let span = tracing::info_span!("sip", %peer);
+                tasks.spawn(
+                    async move {
+                        if let Some(resp) = service.handle(&data, peer, Transport::Udp).await
+                            && let Err(e) = socket.send_to(&resp, peer).await
+                        {
+                            debug!(%peer, "sip udp send: {e}");
+                        }
+                        drop(permit);
                     }
-                    drop(permit);
-                });
+                    .instrument(span),
+                );
             }
             Err(_) => {
                 let now = tokio::time::Instant::now();
@@ -125,13 +130,17 @@ pub async fn run_tcp(
         };
         let service = Arc::clone(&service);
         let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(e) = connection(stream, peer, &service, idle, shutdown).await {
-                debug!(%peer, "sip tcp connection: {e}");
+        let span = tracing::info_span!("sip", %peer, transport = "tcp");
+        tasks.spawn(
+            async move {
+                if let Err(e) = connection(stream, peer, &service, idle, shutdown).await {
+                    debug!(%peer, "sip tcp connection: {e}");
+                }
+                drop(slot);
+                drop(permit);
             }
-            drop(slot);
-            drop(permit);
-        });
+            .instrument(span),
+        );
     }
     while tasks.join_next().await.is_some() {}
 }

@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::policy::NumberRules;
 use super::session::{self, Accepted, CommitError, Session, SessionConfig, Step};
@@ -414,13 +414,18 @@ pub async fn run(
         };
         let server = Arc::clone(&server);
         let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(e) = connection(stream, peer, &server, submission, shutdown).await {
-                debug!(%peer, "smtp connection: {e}");
+        // One span per connection: every line logged inside names the peer.
+        let span = tracing::info_span!("smtp", %peer);
+        tasks.spawn(
+            async move {
+                if let Err(e) = connection(stream, peer, &server, submission, shutdown).await {
+                    debug!(%peer, "smtp connection: {e}");
+                }
+                drop(slot);
+                drop(permit);
             }
-            drop(slot);
-            drop(permit);
-        });
+            .instrument(span),
+        );
     }
     while tasks.join_next().await.is_some() {}
 }
