@@ -1316,6 +1316,83 @@ mod tests {
         );
     }
 
+    /// The dotted names of a TOML value's leaves (an array is a leaf: `smtp.users`).
+    fn leaf_keys(v: &toml::Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let name = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaf_keys(v, &name, out);
+                }
+            }
+            _ => {
+                out.insert(prefix.to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn the_code_the_embedded_file_and_the_docs_name_the_same_keys() {
+        let mut code = std::collections::BTreeSet::new();
+        // Every optional key set, so that it is serialized too.
+        let mut all = Config::default();
+        all.sip.advertise = Some("192.0.2.1".parse().unwrap());
+        let v = toml::Value::try_from(all).unwrap();
+        leaf_keys(&v, "", &mut code);
+        let mut file = std::collections::BTreeSet::new();
+        leaf_keys(
+            &toml::Value::Table(toml::from_str::<toml::Table>(DEFAULT_TOML).unwrap()),
+            "",
+            &mut file,
+        );
+        let docs_text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+        )
+        .unwrap();
+        // The main table; the fields of a `[[short_codes]]` entry follow in their own.
+        let main = docs_text
+            .split("\n`[[short_codes]]` is a table")
+            .next()
+            .unwrap_or("");
+        let docs: std::collections::BTreeSet<String> = main
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split_once(" |").map(|(first, _)| first))
+            // A row may name several keys: `a`, `b`.
+            .flat_map(|first| first.split("`, `").map(|k| k.trim_matches('`').to_string()))
+            .collect();
+        let missing = |a: &std::collections::BTreeSet<String>,
+                       b: &std::collections::BTreeSet<String>| {
+            a.difference(b).cloned().collect::<Vec<_>>()
+        };
+        // An optional key is a comment in the file.
+        file.insert("sip.advertise".into());
+        assert!(
+            missing(&code, &file).is_empty(),
+            "not in config/smsmta.toml: {:?}",
+            missing(&code, &file)
+        );
+        assert!(
+            missing(&file, &code).is_empty(),
+            "in config/smsmta.toml only: {:?}",
+            missing(&file, &code)
+        );
+        assert!(
+            missing(&code, &docs).is_empty(),
+            "not in docs/configuration.md: {:?}",
+            missing(&code, &docs)
+        );
+        assert!(
+            missing(&docs, &code).is_empty(),
+            "in docs/configuration.md only: {:?}",
+            missing(&docs, &code)
+        );
+    }
+
     #[test]
     fn empty_file_gives_every_default() {
         assert_eq!(Config::parse("", "x.toml").unwrap(), Config::default());
