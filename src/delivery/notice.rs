@@ -211,7 +211,7 @@ pub fn sms_notice(
 }
 
 /// A status report for a handset, as a mail carrying the report facts in `X-SMS-Report-*`
-/// headers (read back by [`super::text::sms_content`]).
+/// headers (read back by [`crate::mail::to_sms::sms_content`]).
 pub fn status_report(
     from: &str,
     to: &str,

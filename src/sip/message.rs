@@ -638,7 +638,7 @@ impl Uri {
 pub struct Via {
     /// `UDP`, `TCP`, ...
     pub transport: String,
-    /// host[:port]
+    /// `host[:port]`
     pub sent_by: String,
     /// The branch parameter, if any.
     pub branch: Option<String>,

@@ -2,8 +2,8 @@
 //! [`Service::handle`], which returns the bytes to send back, if any: stateless answers first
 //! (403 to strangers before any state, 501, 400, 416, 420), then the transaction table
 //! (retransmissions absorbed by [`super::transaction::ServerTable`], the duplicate window kept
-//! durably), then the method: MESSAGE ([`super::intake`], with [`super::parts`] for
-//! concatenated texts), REGISTER ([`super::registrar`]), OPTIONS (200).
+//! durably), then the method: MESSAGE (`intake.rs`, with `parts.rs` for concatenated
+//! texts), REGISTER (`registrar.rs`), OPTIONS (200).
 //!
 //! **Trust.** Everything in a request is untrusted and parsed by pure code that never panics.
 //!

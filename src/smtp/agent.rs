@@ -15,7 +15,7 @@
 //! the TLS it requires is a temporary failure: the mail waits, it never goes in the clear.
 //!
 //! **Trust.** Replies are parsed by lettre; only their code and text are used, classified by
-//! [`super::outcome::smtp`]. Connection failures try the next MX host, then retry later.
+//! [`crate::delivery::outcome::smtp`]. Connection failures try the next MX host, then retry later.
 //!
 //! Standards: RFC 5321 (3.3 transactions, 4.4 Received, 5.1 MX), RFC 3463.
 

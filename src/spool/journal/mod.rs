@@ -23,9 +23,9 @@
 //! never acknowledged) fails its length or checksum and is skipped; replay resynchronises on
 //! the next magic so that one damaged record does not hide later ones.
 //!
-//! The roles, one file each: [`record`] (the record codec), [`segment`] (segment files and the
-//! checkpoint), [`commit`] (the committer thread), [`materialize`] (the materializer thread),
-//! [`replay`] (start-up). This file holds the handle, the start and the shutdown.
+//! The roles, one file each: `record.rs` (the record codec), `segment.rs` (segment files and the
+//! checkpoint), `commit.rs` (the committer thread), `materialize.rs` (the materializer
+//! thread), `replay.rs` (start-up). This file holds the handle, the start and the shutdown.
 //!
 //! **Guarantee.** A message answered `Ok` is in a synced journal segment or a synced queue
 //! file, and replay turns the first into the second. **Limitation:** a message materialized,
