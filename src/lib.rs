@@ -17,6 +17,7 @@
 //! docs/architecture.md has the whole picture.
 
 pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;

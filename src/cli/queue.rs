@@ -1,0 +1,134 @@
+//! `smsmta queue ...`: list, show, hold, release, delete and flush queued messages (like
+//! mailq, postcat, postsuper and postqueue).
+
+use super::*;
+
+#[derive(Subcommand)]
+pub(super) enum QueueOp {
+    /// List every queued message with its recipients and their state.
+    List {
+        /// Print JSON instead of the mailq layout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a message's envelope and content.
+    Show {
+        /// Queue ID.
+        id: String,
+    },
+    /// Put messages on hold (from incoming or deferred).
+    Hold(Targets),
+    /// Release held messages into the deferred queue.
+    Release(Targets),
+    /// Delete messages.
+    Delete(Targets),
+    /// Make deferred messages due now.
+    Flush(Targets),
+}
+
+#[derive(Args)]
+pub(super) struct Targets {
+    /// Queue IDs.
+    ids: Vec<String>,
+    /// Every message the operation applies to.
+    #[arg(long, conflicts_with = "ids")]
+    all: bool,
+}
+
+/// One administrative operation on one message.
+pub(super) type AdminOp = fn(&Spool, QueueId) -> Result<(), SpoolError>;
+
+pub(super) fn queue(config: &Config, op: QueueOp) -> ExitCode {
+    let spool = match open_spool(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let (targets, op_name, f, queues): (Targets, &str, AdminOp, &[spool::Queue]) = match op {
+        QueueOp::List { json } => {
+            return match admin::list(&spool) {
+                Ok(entries) => {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&entries).unwrap_or_default()
+                        );
+                    } else {
+                        print!("{}", admin::format_list(&entries));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("smsmta: {e}");
+                    exit_for(&e)
+                }
+            };
+        }
+        QueueOp::Show { id } => {
+            let id = match parse_id(&id) {
+                Ok(id) => id,
+                Err(code) => return code,
+            };
+            return match admin::show(&spool, id) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("smsmta: {e}");
+                    exit_for(&e)
+                }
+            };
+        }
+        QueueOp::Hold(t) => (
+            t,
+            "held",
+            admin::hold,
+            &[spool::Queue::Incoming, spool::Queue::Deferred],
+        ),
+        QueueOp::Release(t) => (t, "released", admin::release, &[spool::Queue::Hold]),
+        QueueOp::Delete(t) => (t, "deleted", admin::delete, &spool::Queue::MESSAGE_QUEUES),
+        QueueOp::Flush(t) => (t, "flushed", admin::flush, &[spool::Queue::Deferred]),
+    };
+    let ids: Vec<QueueId> = if targets.all {
+        match admin::all_ids(&spool, queues) {
+            Ok(ids) => ids,
+            Err(e) => {
+                eprintln!("smsmta: {e}");
+                return exit_for(&e);
+            }
+        }
+    } else {
+        if targets.ids.is_empty() {
+            eprintln!("smsmta: give queue IDs or --all");
+            return ExitCode::from(EX_USAGE);
+        }
+        let mut ids = Vec::new();
+        for s in &targets.ids {
+            match parse_id(s) {
+                Ok(id) => ids.push(id),
+                Err(code) => return code,
+            }
+        }
+        ids
+    };
+    let mut code = ExitCode::SUCCESS;
+    let mut done = 0;
+    for id in ids {
+        match f(&spool, id) {
+            Ok(()) => done += 1,
+            Err(e) => {
+                eprintln!("smsmta: {e}");
+                code = exit_for(&e);
+            }
+        }
+    }
+    eprintln!("smsmta: {done} message(s) {op_name}");
+    code
+}
+
+pub(super) fn parse_id(s: &str) -> Result<QueueId, ExitCode> {
+    QueueId::parse(s).map_err(|e| {
+        eprintln!("smsmta: {s:?}: {e}");
+        ExitCode::from(EX_USAGE)
+    })
+}
