@@ -22,7 +22,6 @@ pub(super) fn run_materializer(
     stats: &Stats,
     stop: &AtomicBool,
 ) {
-    let dir = layout::journal_dir(spool.root());
     // Background work: under CPU contention the acknowledgement path goes first. (Best
     // effort; the bounded queue from the committer keeps this thread from falling behind
     // without limit.)
@@ -31,26 +30,17 @@ pub(super) fn run_materializer(
     {
         warn!("cannot lower the materializer's priority: {e}");
     }
-    let mut open: HashMap<u64, File> = HashMap::new();
-    // The first segment with a range that failed, if any.
-    let mut stuck: Option<u64> = None;
+    let mut m = Materializer {
+        spool,
+        dir: layout::journal_dir(spool.root()),
+        checkpoint,
+        stats,
+        stop,
+        open: HashMap::new(),
+        stuck: None,
+    };
     while let Ok(first) = rx.recv() {
-        // Write out while the journal is quiet: wait until no flush has come for
-        // `MATERIALIZE_IDLE`, or until the oldest range waiting is `MATERIALIZE_DELAY` old.
-        // One syncfs, directory fsync and checkpoint write then cover the whole burst, and
-        // messages delivered from memory meanwhile need no file at all (docs/decisions/0004).
-        let oldest = std::time::Instant::now();
-        let mut msgs = vec![first];
-        while msgs.len() < MATERIALIZE_QUEUE {
-            let left = MATERIALIZE_DELAY.saturating_sub(oldest.elapsed());
-            if left.is_zero() {
-                break;
-            }
-            match rx.recv_timeout(MATERIALIZE_IDLE.min(left)) {
-                Ok(m) => msgs.push(m),
-                Err(_) => break,
-            }
-        }
+        let msgs = gather(&rx, first);
         let mut i = 0;
         while i < msgs.len() {
             match msgs[i] {
@@ -64,101 +54,156 @@ pub(super) fn run_materializer(
                         end = *e;
                         i += 1;
                     }
-                    let file = match open.entry(seq) {
-                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            match File::open(segment_path(&dir, seq)) {
-                                Ok(f) => v.insert(f),
-                                Err(e) => {
-                                    error!(
-                                        "cannot read journal segment {seq:016X}: {e}; replay at next start"
-                                    );
-                                    continue;
-                                }
-                            }
-                        }
-                    };
-                    let mut buf = vec![0u8; (end - start) as usize];
-                    if let Err(e) = file.read_exact_at(&mut buf, start) {
-                        error!("cannot read journal segment {seq:016X}: {e}; replay at next start");
-                        continue;
-                    }
-                    let (records, damaged) = parse_records(&buf, 0);
-                    if damaged > 0 {
-                        error!("journal segment {seq:016X} reads back damaged at {start}..{end}");
-                    }
-                    let mut done = HashSet::new();
-                    // After a range failed (a panic), the checkpoint stays before it and its
-                    // segment stays on disk, so that the next start-up replays it; later
-                    // ranges are still written out (replay skips what is queued).
-                    let hold_checkpoint = stuck.is_some();
-                    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        retry_until_done(stop, "materialize", || {
-                            materialize(spool, &records, Guard::Live(&mut done))?;
-                            if hold_checkpoint {
-                                Ok(())
-                            } else {
-                                checkpoint.write(seq, end)
-                            }
-                        });
-                    }));
-                    match attempt {
-                        Ok(()) => {
-                            stats
-                                .materialized
-                                .fetch_add(records.len() as u64, Ordering::Relaxed);
-                        }
-                        Err(p) => {
-                            warn!(
-                                "journal materializer: segment {seq:016X} {start}..{end} failed ({}); writing it out record by record",
-                                crate::fault::panic_text(p.as_ref())
-                            );
-                            stuck.get_or_insert(seq);
-                            for rec in &records {
-                                let one = std::slice::from_ref(rec);
-                                let attempt =
-                                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                        retry_until_done(stop, "materialize", || {
-                                            materialize(spool, one, Guard::Live(&mut done))
-                                                .map(|_| ())
-                                        });
-                                    }));
-                                match attempt {
-                                    Ok(()) => {
-                                        stats.materialized.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                    Err(p) => error!(
-                                        "{}: writing out from the journal failed ({}); it stays in the journal for the next start-up; the materializer goes on",
-                                        rec.0,
-                                        crate::fault::panic_text(p.as_ref())
-                                    ),
-                                }
-                            }
-                        }
-                    }
+                    m.write_range(seq, start, end);
                 }
                 MatMsg::Sealed { seq } => {
                     i += 1;
-                    open.remove(&seq);
-                    if stuck.is_some_and(|s| seq >= s) {
-                        // Kept for replay (see above).
-                        continue;
-                    }
-                    let p = segment_path(&dir, seq);
-                    retry_until_done(stop, "remove journal segment", || {
-                        match fs::remove_file(&p) {
-                            Ok(()) => {}
-                            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                            Err(e) => return Err(SpoolError::io("unlink", &p)(e)),
-                        }
-                        sync_dir(&dir)
-                    });
+                    m.remove_segment(seq);
                 }
             }
         }
         if stop.load(Ordering::SeqCst) {
             return;
         }
+    }
+}
+
+/// Waits while the journal is busy: until no flush has come for `MATERIALIZE_IDLE`, or until
+/// the oldest range waiting is `MATERIALIZE_DELAY` old. One syncfs, directory fsync and
+/// checkpoint write then cover the whole burst, and messages delivered from memory meanwhile
+/// need no file at all (docs/decisions/0004).
+fn gather(rx: &std_mpsc::Receiver<MatMsg>, first: MatMsg) -> Vec<MatMsg> {
+    let oldest = std::time::Instant::now();
+    let mut msgs = vec![first];
+    while msgs.len() < MATERIALIZE_QUEUE {
+        let left = MATERIALIZE_DELAY.saturating_sub(oldest.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        match rx.recv_timeout(MATERIALIZE_IDLE.min(left)) {
+            Ok(m) => msgs.push(m),
+            Err(_) => break,
+        }
+    }
+    msgs
+}
+
+/// The materializer thread's state.
+struct Materializer<'a> {
+    spool: &'a Spool,
+    dir: PathBuf,
+    checkpoint: Checkpoint,
+    stats: &'a Stats,
+    stop: &'a AtomicBool,
+    /// Segments being read.
+    open: HashMap<u64, File>,
+    /// The first segment with a range that failed, if any: from it on, the checkpoint stays
+    /// put and segments stay on disk, so that the next start-up replays them.
+    stuck: Option<u64>,
+}
+
+impl Materializer<'_> {
+    /// Reads `start..end` of segment `seq` back and writes its records out.
+    fn write_range(&mut self, seq: u64, start: u64, end: u64) {
+        let Some(buf) = self.read_range(seq, start, end) else {
+            return;
+        };
+        let (records, damaged) = parse_records(&buf, 0);
+        if damaged > 0 {
+            error!("journal segment {seq:016X} reads back damaged at {start}..{end}");
+        }
+        let mut done = HashSet::new();
+        // After a range failed (a panic), the checkpoint stays before it; later ranges are
+        // still written out (replay skips what is queued).
+        let hold_checkpoint = self.stuck.is_some();
+        let (spool, stop, checkpoint) = (self.spool, self.stop, &self.checkpoint);
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            retry_until_done(stop, "materialize", || {
+                materialize(spool, &records, Guard::Live(&mut done))?;
+                if hold_checkpoint {
+                    Ok(())
+                } else {
+                    checkpoint.write(seq, end)
+                }
+            });
+        }));
+        match attempt {
+            Ok(()) => {
+                self.stats
+                    .materialized
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+            }
+            Err(p) => {
+                warn!(
+                    "journal materializer: segment {seq:016X} {start}..{end} failed ({}); writing it out record by record",
+                    crate::fault::panic_text(p.as_ref())
+                );
+                self.stuck.get_or_insert(seq);
+                self.write_one_by_one(&records, &mut done);
+            }
+        }
+    }
+
+    fn read_range(&mut self, seq: u64, start: u64, end: u64) -> Option<Vec<u8>> {
+        let file = match self.open.entry(seq) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                match File::open(segment_path(&self.dir, seq)) {
+                    Ok(f) => v.insert(f),
+                    Err(e) => {
+                        error!("cannot read journal segment {seq:016X}: {e}; replay at next start");
+                        return None;
+                    }
+                }
+            }
+        };
+        let mut buf = vec![0u8; usize::try_from(end - start).ok()?];
+        if let Err(e) = file.read_exact_at(&mut buf, start) {
+            error!("cannot read journal segment {seq:016X}: {e}; replay at next start");
+            return None;
+        }
+        Some(buf)
+    }
+
+    /// After a range failed: each record on its own, so that one that fails again stays in
+    /// the journal and the rest are written.
+    fn write_one_by_one(&self, records: &[(QueueId, &[u8])], done: &mut HashSet<QueueId>) {
+        for rec in records {
+            let one = std::slice::from_ref(rec);
+            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                retry_until_done(self.stop, "materialize", || {
+                    materialize(self.spool, one, Guard::Live(&mut *done)).map(|_| ())
+                });
+            }));
+            match attempt {
+                Ok(()) => {
+                    self.stats.materialized.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(p) => error!(
+                    "{}: writing out from the journal failed ({}); it stays in the journal for the next start-up; the materializer goes on",
+                    rec.0,
+                    crate::fault::panic_text(p.as_ref())
+                ),
+            }
+        }
+    }
+
+    /// A sealed segment is complete and written out: delete it (unless kept for replay).
+    fn remove_segment(&mut self, seq: u64) {
+        self.open.remove(&seq);
+        if self.stuck.is_some_and(|s| seq >= s) {
+            return;
+        }
+        let p = segment_path(&self.dir, seq);
+        let dir = &self.dir;
+        retry_until_done(self.stop, "remove journal segment", || {
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(SpoolError::io("unlink", &p)(e)),
+            }
+            sync_dir(dir)
+        });
     }
 }
 
