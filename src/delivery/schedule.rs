@@ -59,18 +59,23 @@ pub fn expired(expires: u64, now: u64) -> bool {
     now >= expires
 }
 
-/// The lifetime of an SMS: the configured lifetime, shortened by its validity period (TP-VP)
-/// or a SIP Expires value.
+/// The shortest lifetime a validity period or SIP Expires can give a text: less would expire
+/// it before the first attempt to a handset that is paging.
+pub const MIN_SMS_LIFETIME: Duration = Duration::from_secs(60);
+
+/// The lifetime of an SMS (used by SIP intake): the configured lifetime, shortened by its
+/// validity period (TP-VP) or a SIP Expires value, neither counting for less than
+/// [`MIN_SMS_LIFETIME`].
 pub fn sms_lifetime(
     configured: Duration,
     validity: Option<Duration>,
     sip_expires: Option<Duration>,
 ) -> Duration {
-    [Some(configured), validity, sip_expires]
+    [validity, sip_expires]
         .into_iter()
         .flatten()
-        .min()
-        .unwrap_or(configured)
+        .map(|d| d.max(MIN_SMS_LIFETIME))
+        .fold(configured, Duration::min)
 }
 
 #[cfg(test)]
@@ -130,6 +135,15 @@ mod tests {
                 Some(Duration::from_secs(60))
             ),
             Duration::from_secs(60)
+        );
+        // A validity or Expires under a minute counts as a minute.
+        assert_eq!(
+            sms_lifetime(
+                three_days,
+                Some(Duration::from_secs(5)),
+                Some(Duration::ZERO)
+            ),
+            MIN_SMS_LIFETIME
         );
         assert!(expired(100, 100));
         assert!(!expired(100, 99));

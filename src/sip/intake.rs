@@ -16,6 +16,7 @@
 //! Standards: RFC 3428, 3GPP TS 24.341 (SMS over IP), TS 23.040 (the SMS-SUBMIT inside).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use base64::Engine;
 use tracing::{info, warn};
@@ -34,6 +35,8 @@ use crate::spool::{Origin, OriginKind, QueueId};
 
 use super::parts::StoredPart;
 use super::service::{ACCEPT, Refusal, Service, refuse};
+use crate::sms::tpdu::Body;
+use crate::sms::udh::Concat;
 
 pub(super) struct Sender {
     address: String,
@@ -139,98 +142,32 @@ impl Service {
             facts.push(("IMSI".into(), i.clone()));
         }
         let now = now_unix();
-        let mut lifetime = self.cfg.queue.sms_lifetime.0.as_secs();
-        if let Some(e) = req
-            .headers
-            .get("Expires")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            lifetime = lifetime.min(e.max(60));
-        }
+        let mut validity = None;
         let (dest, text_or_part) = match media.as_str() {
-            "text/plain" => {
-                let charset = params
-                    .iter()
-                    .find(|(n, _)| n == "charset")
-                    .and_then(|(_, v)| v.clone())
-                    .unwrap_or_else(|| "utf-8".into());
-                let text = decode_charset(&req.body, &charset);
-                let text = text
-                    .strip_suffix("\r\n")
-                    .or_else(|| text.strip_suffix('\n'))
-                    .unwrap_or(&text)
-                    .to_string();
-                let dest = if to_smsc {
-                    req.to()
-                        .and_then(|t| Uri::parse(&t.uri))
-                        .map(|u| u.user)
-                        .unwrap_or_default()
-                } else {
-                    ruri_user.clone()
-                };
-                (dest, Ok(text))
-            }
+            "text/plain" => plain_text(req, &params, to_smsc, &ruri_user),
             "application/vnd.3gpp.sms" => {
-                let cte = req.headers.get("Content-Transfer-Encoding");
-                let (rp_bytes, _) = body::decode_body(&req.body, cte)
-                    .or_else(|e| refuse(400, format!("Bad SMS body ({e})")))?;
-                let rp = RpMessage::decode(&rp_bytes)
-                    .or_else(|e| refuse(400, format!("Bad RP message ({e})")))?;
-                let data = match rp {
-                    RpMessage::Data(d) if d.to_network => d,
-                    RpMessage::Ack(_) | RpMessage::Error(_) | RpMessage::Smma { .. } => {
+                match sms_submit(req, to_smsc, &ruri_user, now, &mut facts, &mut validity)? {
+                    Some(got) => got,
+                    None => {
                         // A delivery report or memory-available from the handset (TS 24.341
                         // flows): acknowledged, nothing to store.
-                        info!(%peer, sender = %sender.address, "RP report from handset: {rp:?}");
+                        info!(%peer, sender = %sender.address, "RP report from handset");
                         return Ok(());
                     }
-                    RpMessage::Data(_) => {
-                        return refuse(400, "RP-DATA in the network-to-mobile direction");
-                    }
-                };
-                let submit = match Submit::decode(&data.tpdu) {
-                    Ok(s) => s,
-                    Err(sms::SmsError::Compressed) => {
-                        return refuse(415, "Compressed SMS not supported");
-                    }
-                    Err(e) => return refuse(400, format!("Bad SMS-SUBMIT ({e})")),
-                };
-                facts.push(("RP-MR".into(), data.message_ref.to_string()));
-                if let Some(smsc) = &data.destination {
-                    facts.push(("SMSC".into(), smsc.to_string()));
-                }
-                facts.push(("TP-MR".into(), submit.message_ref.to_string()));
-                facts.push(("TP-PID".into(), format!("{:02X}", submit.pid)));
-                facts.push(("TP-DCS".into(), format!("{:02X}", submit.dcs.raw)));
-                if let Some(c) = submit.dcs.class {
-                    facts.push(("Class".into(), c.to_string()));
-                }
-                facts.push((
-                    "Status-Report-Request".into(),
-                    if submit.status_report_request {
-                        "yes"
-                    } else {
-                        "no"
-                    }
-                    .into(),
-                ));
-                if let Some(v) = submit.validity.and_then(|v| v.duration_secs(now as i64)) {
-                    facts.push(("Validity".into(), v.to_string()));
-                    lifetime = lifetime.min(v.max(60));
-                }
-                facts.push(("RP-DATA".into(), body::hex_encode(&rp_bytes)));
-                let dest = if to_smsc {
-                    submit.destination.to_string()
-                } else {
-                    ruri_user.clone()
-                };
-                match submit.user_data.concat() {
-                    Some(c) => (dest, Err((c, submit.user_data.body))),
-                    None => (dest, Ok(submit.user_data.body.text())),
                 }
             }
             _ => return refuse(415, "Unsupported Media Type"),
         };
+        let expires = req
+            .headers
+            .get("Expires")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let lifetime = crate::delivery::schedule::sms_lifetime(
+            self.cfg.queue.sms_lifetime.0,
+            validity.map(Duration::from_secs),
+            expires.map(Duration::from_secs),
+        )
+        .as_secs();
         // The number the handset sent to: a status report names it, also when the text went
         // on to an e-mail address (smqueue's "address first" convention).
         if let Ok(n) = Msisdn::parse(&dest) {
@@ -476,6 +413,101 @@ fn fact_name(k: &str) -> Option<&'static str> {
         "Incomplete" => "Incomplete",
         _ => return None,
     })
+}
+
+/// What a MESSAGE carried: a whole text, or one part of a concatenated one.
+type Payload = Result<String, (Concat, Body)>;
+
+/// A `text/plain` MESSAGE: the destination (the To user when sent to the SMSC name, else the
+/// Request-URI user) and the text in its charset, without a final line end.
+fn plain_text(
+    req: &Request,
+    params: &[(String, Option<String>)],
+    to_smsc: bool,
+    ruri_user: &str,
+) -> (String, Payload) {
+    let charset = params
+        .iter()
+        .find(|(n, _)| n == "charset")
+        .and_then(|(_, v)| v.clone())
+        .unwrap_or_else(|| "utf-8".into());
+    let text = decode_charset(&req.body, &charset);
+    let text = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text)
+        .to_string();
+    let dest = if to_smsc {
+        req.to()
+            .and_then(|t| Uri::parse(&t.uri))
+            .map(|u| u.user)
+            .unwrap_or_default()
+    } else {
+        ruri_user.to_string()
+    };
+    (dest, Ok(text))
+}
+
+/// An `application/vnd.3gpp.sms` MESSAGE: the RP-DATA's SMS-SUBMIT, its facts added to
+/// `facts` and its validity period (seconds) put in `validity`; the destination is the TP-DA when
+/// sent to the SMSC name. `None` for an RP-ACK, RP-ERROR or RP-SMMA from the handset.
+fn sms_submit(
+    req: &Request,
+    to_smsc: bool,
+    ruri_user: &str,
+    now: u64,
+    facts: &mut Vec<(String, String)>,
+    validity: &mut Option<u64>,
+) -> Result<Option<(String, Payload)>, Refusal> {
+    let cte = req.headers.get("Content-Transfer-Encoding");
+    let (rp_bytes, _) = body::decode_body(&req.body, cte)
+        .or_else(|e| refuse(400, format!("Bad SMS body ({e})")))?;
+    let rp =
+        RpMessage::decode(&rp_bytes).or_else(|e| refuse(400, format!("Bad RP message ({e})")))?;
+    let data = match rp {
+        RpMessage::Data(d) if d.to_network => d,
+        RpMessage::Ack(_) | RpMessage::Error(_) | RpMessage::Smma { .. } => return Ok(None),
+        RpMessage::Data(_) => {
+            return refuse(400, "RP-DATA in the network-to-mobile direction");
+        }
+    };
+    let submit = match Submit::decode(&data.tpdu) {
+        Ok(s) => s,
+        Err(sms::SmsError::Compressed) => {
+            return refuse(415, "Compressed SMS not supported");
+        }
+        Err(e) => return refuse(400, format!("Bad SMS-SUBMIT ({e})")),
+    };
+    facts.push(("RP-MR".into(), data.message_ref.to_string()));
+    if let Some(smsc) = &data.destination {
+        facts.push(("SMSC".into(), smsc.to_string()));
+    }
+    facts.push(("TP-MR".into(), submit.message_ref.to_string()));
+    facts.push(("TP-PID".into(), format!("{:02X}", submit.pid)));
+    facts.push(("TP-DCS".into(), format!("{:02X}", submit.dcs.raw)));
+    if let Some(c) = submit.dcs.class {
+        facts.push(("Class".into(), c.to_string()));
+    }
+    let srr = if submit.status_report_request {
+        "yes"
+    } else {
+        "no"
+    };
+    facts.push(("Status-Report-Request".into(), srr.into()));
+    if let Some(v) = submit.validity.and_then(|v| v.duration_secs(now as i64)) {
+        facts.push(("Validity".into(), v.to_string()));
+        *validity = Some(v);
+    }
+    facts.push(("RP-DATA".into(), body::hex_encode(&rp_bytes)));
+    let dest = if to_smsc {
+        submit.destination.to_string()
+    } else {
+        ruri_user.to_string()
+    };
+    Ok(Some(match submit.user_data.concat() {
+        Some(c) => (dest, Err((c, submit.user_data.body))),
+        None => (dest, Ok(submit.user_data.body.text())),
+    }))
 }
 
 /// Whether a text starts with an e-mail address and a space (smqueue's convention).
