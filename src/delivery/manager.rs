@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
 use super::notice::{self, DsnKind, Failure};
-use super::outcome::Outcome;
+use super::outcome::{self, Local, Outcome};
 use super::route::{self, Bts, Dest};
 use super::schedule::{self, Backoff};
 use super::scheduler::{Finished, Ready, Schedule};
@@ -791,10 +791,7 @@ impl Job<'_> {
     ) -> (Outcome, String) {
         match dest {
             None => (
-                Outcome::Bounce {
-                    reason: format!("bad address <{address}>"),
-                    status: "5.1.3",
-                },
+                outcome::local(Local::BadAddress(address.to_string())),
                 "none".into(),
             ),
             Some(Dest::Mail { domain }) => {
@@ -827,10 +824,7 @@ impl Job<'_> {
             Ok(x) => x,
             Err(e) => {
                 return (
-                    Outcome::Retry {
-                        reason: format!("registry: {e}"),
-                        retry_after: None,
-                    },
+                    outcome::local(Local::Registry(e.to_string())),
                     "none".into(),
                 );
             }
@@ -843,13 +837,7 @@ impl Job<'_> {
         let r = match route::handset(key, sub.as_ref(), &bindings, location, bts, d.email_mode) {
             Ok(r) => r,
             Err(e) => {
-                return (
-                    Outcome::Bounce {
-                        reason: e.to_string(),
-                        status: e.status(),
-                    },
-                    "none".into(),
-                );
+                return (outcome::local(Local::NoRoute(e)), "none".into());
             }
         };
         if let Some(email) = &r.email
@@ -868,10 +856,9 @@ impl Job<'_> {
             let cid = copy.id();
             if let Err(e) = self.ctx.writer.commit(copy).await {
                 return (
-                    Outcome::Retry {
-                        reason: format!("cannot queue the copy to {email}: {e}"),
-                        retry_after: None,
-                    },
+                    outcome::local(Local::Spool(format!(
+                        "cannot queue the copy to {email}: {e}"
+                    ))),
                     "none".into(),
                 );
             }
@@ -1045,10 +1032,7 @@ fn with_received(ctx: &Ctx, file: &QueueFile) -> Vec<u8> {
 }
 
 fn expired_outcome() -> Outcome {
-    Outcome::Bounce {
-        reason: "message expired: not delivered within its lifetime".into(),
-        status: "4.4.7",
-    }
+    outcome::local(Local::Expired)
 }
 
 /// What the registry knows of a handset.

@@ -41,6 +41,51 @@ pub enum TransportFailure {
     ProtocolError,
 }
 
+/// A failure found here, before or instead of asking a peer. Agents and the job report these;
+/// [`local`] is their one classification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Local {
+    /// The recipient address cannot be used (5.1.3).
+    BadAddress(String),
+    /// The SMTP envelope cannot be built from the addresses (5.1.3); the text says why.
+    BadEnvelope(String),
+    /// The message outlived its lifetime (4.4.7).
+    Expired,
+    /// The registry could not be read (temporary).
+    Registry(String),
+    /// The route decision found no route ([`crate::delivery::route::NoRoute`]).
+    NoRoute(super::route::NoRoute),
+    /// A copy or notice could not be queued (temporary).
+    Spool(String),
+    /// The text cannot be encoded as SMS (5.6.0).
+    Unencodable(String),
+    /// The domain has no mail host: NXDOMAIN or null MX (5.1.2).
+    NoMailHost(String),
+}
+
+/// The class of a local failure.
+pub fn local(failure: Local) -> Outcome {
+    let retry = |reason| Outcome::Retry {
+        reason,
+        retry_after: None,
+    };
+    let bounce = |reason, status| Outcome::Bounce { reason, status };
+    match failure {
+        Local::BadAddress(a) => bounce(format!("bad address <{a}>"), "5.1.3"),
+        Local::BadEnvelope(why) => bounce(why, "5.1.3"),
+        Local::Expired => bounce(
+            "message expired: not delivered within its lifetime".into(),
+            "4.4.7",
+        ),
+        Local::Registry(e) => retry(format!("registry: {e}")),
+        Local::NoRoute(r @ super::route::NoRoute::Unknown(_)) => bounce(r.to_string(), "5.1.1"),
+        Local::NoRoute(r @ super::route::NoRoute::Disabled(_)) => bounce(r.to_string(), "5.2.1"),
+        Local::Spool(e) => retry(e),
+        Local::Unencodable(e) => bounce(format!("cannot encode the SMS: {e}"), "5.6.0"),
+        Local::NoMailHost(e) => bounce(e, "5.1.2"),
+    }
+}
+
 /// The class of a SIP final response to a MESSAGE (RFC 3261 21, RFC 3428 7).
 pub fn sip(status: u16, reason: &str, retry_after: Option<Duration>) -> Outcome {
     let why = || format!("{status} {reason}");
@@ -132,6 +177,31 @@ fn enhanced(text: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_failures_are_temporary_only_when_they_can_heal() {
+        use super::super::route::NoRoute;
+        let temp = |o: Outcome| matches!(o, Outcome::Retry { .. });
+        assert!(temp(local(Local::Registry("busy".into()))));
+        assert!(temp(local(Local::Spool("disk".into()))));
+        let status = |o: Outcome| match o {
+            Outcome::Bounce { status, .. } => status,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(status(local(Local::BadAddress("x".into()))), "5.1.3");
+        assert_eq!(status(local(Local::BadEnvelope("x".into()))), "5.1.3");
+        assert_eq!(status(local(Local::Expired)), "4.4.7");
+        assert_eq!(
+            status(local(Local::NoRoute(NoRoute::Unknown("1".into())))),
+            "5.1.1"
+        );
+        assert_eq!(
+            status(local(Local::NoRoute(NoRoute::Disabled("1".into())))),
+            "5.2.1"
+        );
+        assert_eq!(status(local(Local::Unencodable("x".into()))), "5.6.0");
+        assert_eq!(status(local(Local::NoMailHost("nx".into()))), "5.1.2");
+    }
 
     #[test]
     fn sip_classes_follow_the_table() {

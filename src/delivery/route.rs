@@ -91,16 +91,6 @@ pub enum NoRoute {
     Disabled(String),
 }
 
-impl NoRoute {
-    /// The RFC 3463 status for a notice.
-    pub fn status(&self) -> &'static str {
-        match self {
-            NoRoute::Unknown(_) => "5.1.1",
-            NoRoute::Disabled(_) => "5.2.1",
-        }
-    }
-}
-
 /// The BTS route from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bts {
@@ -334,7 +324,13 @@ mod tests {
     #[test]
     fn unknown_and_disabled_subscribers_are_permanent_failures() {
         let e = handset(&key("15550000000"), None, &[], None, bts(), EmailMode::Copy).unwrap_err();
-        assert_eq!(e.status(), "5.1.1");
+        assert!(matches!(
+            crate::delivery::outcome::local(crate::delivery::outcome::Local::NoRoute(e.clone())),
+            crate::delivery::outcome::Outcome::Bounce {
+                status: "5.1.1",
+                ..
+            }
+        ));
         let e = handset(
             &key("15551234567"),
             Some(&sub(None, false)),
@@ -344,7 +340,13 @@ mod tests {
             EmailMode::Copy,
         )
         .unwrap_err();
-        assert_eq!(e.status(), "5.2.1");
+        assert!(matches!(
+            crate::delivery::outcome::local(crate::delivery::outcome::Local::NoRoute(e.clone())),
+            crate::delivery::outcome::Outcome::Bounce {
+                status: "5.2.1",
+                ..
+            }
+        ));
     }
 
     #[test]

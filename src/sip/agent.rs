@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use crate::config::{Config, MtBody};
-use crate::delivery::outcome::{self, Outcome, TransportFailure};
+use crate::delivery::outcome::{self, Local, Outcome, TransportFailure};
 use crate::delivery::route::SipTarget;
 use crate::mail::to_sms::SmsContent;
 use crate::sip::client::{ClientError, SipClient, message_request};
@@ -157,10 +157,7 @@ impl SipAgent {
         ) {
             Ok(p) => p,
             Err(e) => {
-                return Outcome::Bounce {
-                    reason: format!("cannot encode the SMS: {e}"),
-                    status: "5.6.0",
-                };
+                return outcome::local(Local::Unencodable(e.to_string()));
             }
         };
         let Ok(_permit) = self.limit.acquire().await else {

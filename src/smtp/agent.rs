@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 
 use super::dns;
 use crate::config::{Config, SmtpTls, split_host_port};
-use crate::delivery::outcome::{self, Outcome, TransportFailure};
+use crate::delivery::outcome::{self, Local, Outcome, TransportFailure};
 
 const REUSE: Duration = Duration::from_secs(10);
 const IDLE_PER_HOST: usize = 16;
@@ -118,10 +118,7 @@ impl SmtpAgent {
         let envelope = match envelope(sender, rcpt) {
             Ok(e) => e,
             Err(reason) => {
-                return none(Outcome::Bounce {
-                    reason,
-                    status: "5.1.3",
-                });
+                return none(outcome::local(Local::BadEnvelope(reason)));
             }
         };
         let hosts: Vec<(String, u16)> = match &self.smarthost {
@@ -135,10 +132,7 @@ impl SmtpAgent {
                     ));
                 }
                 Err(e) => {
-                    return none(Outcome::Bounce {
-                        reason: e.to_string(),
-                        status: "5.1.2",
-                    });
+                    return none(outcome::local(Local::NoMailHost(e.to_string())));
                 }
             },
         };
