@@ -47,7 +47,6 @@ use crate::mail::to_sms::{self as text, ReportFacts, SmsContent, TextOptions};
 use crate::registry::Reachable;
 use crate::registry::{Binding, Registry, Subscriber};
 use crate::sip::agent::SipAgent;
-use crate::sms::tpdu::status as tp_status;
 use crate::smtp::agent::SmtpAgent;
 use crate::spool::{
     Envelope, Origin, OriginKind, Queue, QueueFile, QueueId, RcptState, Spool, SpoolError, Writer,
@@ -639,7 +638,7 @@ impl Job<'_> {
                     if let Some(k) = key {
                         finished.delivered_keys.push(k);
                     }
-                    reports.push((address.clone(), tp_status::DELIVERED));
+                    reports.extend(notice::report_status(&outcome).map(|st| (address.clone(), st)));
                     ("sent", "delivered".to_string())
                 }
                 Outcome::Retry {
@@ -680,12 +679,7 @@ impl Job<'_> {
                         status: status.to_string(),
                         reason: reason.clone(),
                     });
-                    let st = if *status == "4.4.7" {
-                        tp_status::VALIDITY_EXPIRED
-                    } else {
-                        tp_status::NOT_OBTAINABLE
-                    };
-                    reports.push((address.clone(), st));
+                    reports.extend(notice::report_status(&outcome).map(|st| (address.clone(), st)));
                     ("bounced", reason.clone())
                 }
             };

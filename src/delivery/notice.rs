@@ -31,6 +31,19 @@ pub struct Failure {
     pub reason: String,
 }
 
+/// The TP-ST an SMS-STATUS-REPORT carries for a recipient's final outcome (TS 23.040
+/// 9.2.3.15): delivered, validity expired, or not obtainable; `None` while it is retried.
+pub fn report_status(outcome: &super::outcome::Outcome) -> Option<u8> {
+    use super::outcome::{EXPIRED, Outcome};
+    use crate::sms::tpdu::status;
+    match outcome {
+        Outcome::Delivered => Some(status::DELIVERED),
+        Outcome::Retry { .. } => None,
+        Outcome::Bounce { status: s, .. } if *s == EXPIRED => Some(status::VALIDITY_EXPIRED),
+        Outcome::Bounce { .. } => Some(status::NOT_OBTAINABLE),
+    }
+}
+
 /// Whether a sender should be told about a failure of this message.
 pub fn should_notify(
     envelope_sender: &str,
@@ -282,6 +295,22 @@ mod tests {
 
     const ORIGINAL: &[u8] =
         b"From: alice@example.org\r\nTo: 15551234567@sms.example.org\r\nSubject: hi\r\n\r\nbody text\r\n";
+
+    #[test]
+    fn status_reports_say_delivered_expired_or_not_obtainable() {
+        use crate::delivery::outcome::{self, Local, Outcome};
+        use crate::sms::tpdu::status;
+        assert_eq!(report_status(&Outcome::Delivered), Some(status::DELIVERED));
+        assert_eq!(
+            report_status(&outcome::local(Local::Expired)),
+            Some(status::VALIDITY_EXPIRED)
+        );
+        assert_eq!(
+            report_status(&outcome::sip(404, "Not Found", None)),
+            Some(status::NOT_OBTAINABLE)
+        );
+        assert_eq!(report_status(&outcome::sip(480, "Away", None)), None);
+    }
 
     #[test]
     fn a_handset_is_told_only_about_what_it_sent_over_sip() {

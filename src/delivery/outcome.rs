@@ -41,6 +41,9 @@ pub enum TransportFailure {
     ProtocolError,
 }
 
+/// The RFC 3463 status of a message that outlived its lifetime.
+pub const EXPIRED: &str = "4.4.7";
+
 /// A failure found here, before or instead of asking a peer. Agents and the job report these;
 /// [`local`] is their one classification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +78,7 @@ pub fn local(failure: Local) -> Outcome {
         Local::BadEnvelope(why) => bounce(why, "5.1.3"),
         Local::Expired => bounce(
             "message expired: not delivered within its lifetime".into(),
-            "4.4.7",
+            EXPIRED,
         ),
         Local::Registry(e) => retry(format!("registry: {e}")),
         Local::NoRoute(r @ super::route::NoRoute::Unknown(_)) => bounce(r.to_string(), "5.1.1"),
