@@ -26,19 +26,23 @@ pub(super) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:016X}.wal"))
 }
 
+/// Opens `path` for reading and writing, creating it (mode 0600) but never truncating it.
+fn open_rw(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+}
+
 impl Segment {
     pub(super) fn create(dir: &Path, seq: u64) -> Result<Segment, SpoolError> {
         let path = segment_path(dir, seq);
         // Not create_new: a segment left by a crash with this number was replayed and removed
         // already; opening without truncation also lets tests substitute a failing device.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(SpoolError::io("create journal segment", &path))?;
+        let file = open_rw(&path).map_err(SpoolError::io("create journal segment", &path))?;
         sync_dir(dir)?;
         Ok(Segment {
             seq,
@@ -103,14 +107,7 @@ impl Checkpoint {
     pub(super) fn open(dir: &Path) -> Result<Checkpoint, SpoolError> {
         let path = dir.join(CHECKPOINT);
         let existed = path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(SpoolError::io("open", &path))?;
+        let file = open_rw(&path).map_err(SpoolError::io("open", &path))?;
         if !existed {
             sync_dir(dir)?;
         }
