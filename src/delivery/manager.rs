@@ -645,24 +645,15 @@ impl Job<'_> {
                     reason,
                     retry_after,
                 } => {
-                    let backoff = match dest {
-                        Some(Dest::Handset(_)) => Backoff {
-                            min: self.ctx.cfg.delivery.handset_backoff_min.0,
-                            max: self.ctx.cfg.delivery.handset_backoff_max.0,
-                        },
-                        _ => Backoff {
-                            min: self.ctx.cfg.delivery.mail_backoff_min.0,
-                            max: self.ctx.cfg.delivery.mail_backoff_max.0,
-                        },
-                    };
-                    let next = schedule::next_attempt(
+                    let handset = matches!(dest, Some(Dest::Handset(_)));
+                    let next = schedule::retry_at(
                         env.arrival,
+                        env.expires,
                         now,
-                        backoff,
+                        Backoff::configured(&self.ctx.cfg.delivery, handset),
                         *retry_after,
                         env.id.0.micros() / 1_000_000,
-                    )
-                    .min(env.expires.max(now + 1));
+                    );
                     rcpt.next_attempt = next;
                     rcpt.last_reply = Some(reason.clone());
                     if let Some(k) = key {
@@ -727,7 +718,7 @@ impl Job<'_> {
         }
         for r in &mut env.recipients {
             if r.state == RcptState::Pending {
-                r.next_attempt = now + 60;
+                r.next_attempt = now + schedule::NOTICE_RETRY.as_secs();
             }
         }
         self.save(now, Finished::default()).await

@@ -54,6 +54,41 @@ pub fn next_attempt(
     now + base.as_secs() + spread
 }
 
+impl Backoff {
+    /// The configured bounds for handsets (`handset = true`) or for mail.
+    pub fn configured(d: &crate::config::DeliveryConfig, handset: bool) -> Backoff {
+        if handset {
+            Backoff {
+                min: d.handset_backoff_min.0,
+                max: d.handset_backoff_max.0,
+            }
+        } else {
+            Backoff {
+                min: d.mail_backoff_min.0,
+                max: d.mail_backoff_max.0,
+            }
+        }
+    }
+}
+
+/// When a recipient that failed temporarily at `now` is tried again: [`next_attempt`] with the
+/// message's spread, never past its expiry (the attempt then is the one that expires it), and
+/// always after `now`.
+pub fn retry_at(
+    arrival: u64,
+    expires: u64,
+    now: u64,
+    backoff: Backoff,
+    retry_after: Option<Duration>,
+    spread_seed: u64,
+) -> u64 {
+    next_attempt(arrival, now, backoff, retry_after, spread_seed).min(expires.max(now + 1))
+}
+
+/// How long a message waits after its notices could not be queued (the spool refused them):
+/// the notice is retried with the message.
+pub const NOTICE_RETRY: Duration = Duration::from_secs(60);
+
 /// Whether a message that expires at `expires` should be given up at `now`.
 pub fn expired(expires: u64, now: u64) -> bool {
     now >= expires
@@ -110,6 +145,17 @@ mod tests {
             next_attempt(0, 0, b, Some(Duration::from_secs(99_999)), 0),
             1800
         );
+    }
+
+    #[test]
+    fn a_retry_is_never_set_past_the_expiry_nor_before_now() {
+        let b = Backoff::MAIL;
+        assert_eq!(retry_at(0, 10_000, 100, b, None, 0), 100 + 300);
+        assert_eq!(retry_at(0, 250, 100, b, None, 0), 250);
+        assert_eq!(retry_at(0, 50, 100, b, None, 0), 101);
+        let d = crate::config::DeliveryConfig::default();
+        assert_eq!(Backoff::configured(&d, true), Backoff::HANDSET);
+        assert_eq!(Backoff::configured(&d, false), Backoff::MAIL);
     }
 
     #[test]
