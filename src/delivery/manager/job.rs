@@ -1,0 +1,653 @@
+//! The delivery job: one message, from memory or claimed into `active/`, taken through the
+//! decisions for each due recipient (route, then the agent, then outcome, schedule and
+//! notice), its notices committed first, then its new state saved. A job that fails (a panic)
+//! sets its message aside in `hold/` with the reason.
+
+use super::*;
+
+/// Claims `id` into `active/` and reads it. `Ok(None)`: it is gone (delivered, deleted,
+/// held) or corrupt (moved to `corrupt/`).
+pub(super) fn claim(spool: &Spool, id: QueueId) -> Result<Option<QueueFile>, SpoolError> {
+    let mut claimed = false;
+    for q in [Queue::Incoming, Queue::Deferred] {
+        match spool.claim(id, q, Queue::Active) {
+            Ok(()) => {
+                claimed = true;
+                break;
+            }
+            Err(SpoolError::NotFound(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    if !claimed && std::fs::symlink_metadata(spool.path(Queue::Active, id)).is_err() {
+        return Ok(None);
+    }
+    match spool.read(Queue::Active, id) {
+        Ok(f) => Ok(Some(f)),
+        Err(SpoolError::NotFound(_)) => Ok(None),
+        Err(e @ SpoolError::Corrupt { .. }) => {
+            error!("{id}: {e}; moved to corrupt/");
+            let _ = spool.move_to(id, Queue::Active, Queue::Corrupt);
+            Ok(None)
+        }
+        Err(e) => {
+            let _ = spool.claim(id, Queue::Active, Queue::Incoming);
+            Err(e)
+        }
+    }
+}
+
+/// The Postfix-style delay: seconds since the message was accepted (its queue ID holds the
+/// microsecond it was created, just before the commit), three decimals.
+pub(super) fn delay(id: QueueId) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64;
+    format!("{:.3}", now.saturating_sub(id.micros()) as f64 / 1e6)
+}
+
+/// One delivery job: claim (or take from memory), attempt every due recipient, notify,
+/// update the queue.
+pub(super) async fn deliver(
+    ctx: Arc<Ctx>,
+    ready: Ready,
+    held: Option<Vec<u8>>,
+) -> (QueueId, Finished) {
+    let id = ready.id;
+    let from_memory = held.and_then(|b| match QueueFile::decode(&b) {
+        Ok(f) if f.id() == id => Some(f),
+        Ok(_) | Err(_) => {
+            error!("{id}: held copy does not decode; delivering from the queue file");
+            None
+        }
+    });
+    let (file, source) = match from_memory {
+        Some(f) => (f, Source::Memory),
+        None => {
+            let spool = Arc::clone(&ctx.spool);
+            match tokio::task::spawn_blocking(move || claim(&spool, id)).await {
+                Ok(Ok(Some(f))) => (f, Source::Active),
+                Ok(Ok(None)) => return (id, Finished::default()),
+                Ok(Err(e)) => {
+                    error!("{id}: cannot claim: {e}");
+                    return (id, Finished::default());
+                }
+                Err(e) => {
+                    error!("{id}: claim failed: {e}");
+                    return (id, Finished::default());
+                }
+            }
+        }
+    };
+    // The job runs as a task of its own, so that a failure in it (a panic, should one
+    // remain) ends that job only; the message is then set aside in hold/ with the reason.
+    let copy = file.clone();
+    let job_ctx = Arc::clone(&ctx);
+    let forced = ready.forced;
+    // One span per message: every line logged inside names its queue ID.
+    let span = tracing::info_span!("delivery", queue_id = %ready.id);
+    let ran = tokio::spawn(
+        async move {
+            let mut job = Job {
+                ctx: &job_ctx,
+                file,
+                source,
+                content: None,
+                outbound: None,
+            };
+            job.run(forced).await
+        }
+        .instrument(span),
+    )
+    .await;
+    match ran {
+        Ok(finished) => (id, finished),
+        Err(e) => {
+            let reason = match e.try_into_panic() {
+                Ok(p) => crate::fault::panic_text(p.as_ref()),
+                Err(e) => e.to_string(),
+            };
+            let spool = Arc::clone(&ctx.spool);
+            let why = reason.clone();
+            match tokio::task::spawn_blocking(move || set_aside(&spool, copy, source, &why)).await {
+                Ok(Ok(())) => error!(
+                    queue_id = %id,
+                    "{id}: status=held (delivery failed: {reason}); set aside, everything else goes on"
+                ),
+                Ok(Err(e)) => {
+                    error!(queue_id = %id, "{id}: delivery failed: {reason}; cannot set it aside: {e}; retried after a restart")
+                }
+                Err(e) => {
+                    error!(queue_id = %id, "{id}: delivery failed: {reason}; set-aside failed: {e}")
+                }
+            }
+            (id, Finished::default())
+        }
+    }
+}
+
+/// Puts a message whose handling failed into hold/, with the reason as each pending
+/// recipient's last reply (shown by `queue list` and `queue show`). It stays there until an
+/// administrator releases or deletes it.
+pub(super) fn set_aside(
+    spool: &Spool,
+    mut file: QueueFile,
+    source: Source,
+    reason: &str,
+) -> Result<(), SpoolError> {
+    let id = file.id();
+    for r in file
+        .envelope
+        .recipients
+        .iter_mut()
+        .filter(|r| r.state == RcptState::Pending)
+    {
+        r.last_reply = Some(format!("held: delivery failed: {reason}"));
+    }
+    match source {
+        Source::Active => {
+            spool.rewrite(Queue::Active, &file)?;
+            spool.move_to(id, Queue::Active, Queue::Hold)
+        }
+        Source::Memory => {
+            spool.write_new(Queue::Hold, &file)?;
+            if spool.claims().finish(id) {
+                spool.remove_delivered(Queue::Active, id)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Where a job's message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// Claimed into `active/`.
+    Active,
+    /// Held in memory; the journal has it, the materializer may write it into `active/`.
+    Memory,
+}
+
+pub(super) struct Job<'a> {
+    ctx: &'a Ctx,
+    file: QueueFile,
+    source: Source,
+    content: Option<SmsContent>,
+    outbound: Option<Vec<u8>>,
+}
+
+impl Job<'_> {
+    fn cfg(&self) -> &Config {
+        &self.ctx.cfg
+    }
+
+    async fn run(&mut self, forced: bool) -> Finished {
+        let id = self.file.id();
+        crate::fault::panic_if_marked(crate::fault::Point::Delivery, &self.file.message);
+        let now = now_unix();
+        let mut finished = Finished::default();
+        let mut failures: Vec<Failure> = Vec::new();
+        let mut failed_now: Vec<usize> = Vec::new();
+        let mut reports: Vec<(String, u8)> = Vec::new();
+        let domains = self.cfg().domains.clone();
+        for i in 0..self.file.envelope.recipients.len() {
+            let r = &self.file.envelope.recipients[i];
+            if r.state != RcptState::Pending || !(forced || r.next_attempt <= now) {
+                continue;
+            }
+            let address = r.address.clone();
+            let attempts = r.attempts + 1;
+            let dest = route::classify(&address, &domains);
+            let (outcome, relay) = if schedule::expired(self.file.envelope.expires, now) {
+                (expired_outcome(), "none".to_string())
+            } else {
+                self.attempt(&address, dest.as_ref(), attempts).await
+            };
+            let outcome = match outcome {
+                Outcome::Retry { .. } if schedule::expired(self.file.envelope.expires, now) => {
+                    expired_outcome()
+                }
+                o => o,
+            };
+            let key = match &dest {
+                Some(Dest::Handset(k)) => Some(k.to_string()),
+                _ => None,
+            };
+            let env = &mut self.file.envelope;
+            let rcpt = &mut env.recipients[i];
+            rcpt.attempts = attempts;
+            let (status, reason) = match &outcome {
+                Outcome::Delivered => {
+                    rcpt.state = RcptState::Delivered;
+                    rcpt.last_reply = Some(format!("delivered via {relay}"));
+                    if let Some(k) = key {
+                        finished.delivered_keys.push(k);
+                    }
+                    reports.extend(notice::report_status(&outcome).map(|st| (address.clone(), st)));
+                    ("sent", "delivered".to_string())
+                }
+                Outcome::Retry {
+                    reason,
+                    retry_after,
+                } => {
+                    let handset = matches!(dest, Some(Dest::Handset(_)));
+                    let next = schedule::retry_at(
+                        env.arrival,
+                        env.expires,
+                        now,
+                        Backoff::configured(&self.ctx.cfg.delivery, handset),
+                        *retry_after,
+                        env.id.0.micros() / 1_000_000,
+                    );
+                    rcpt.next_attempt = next;
+                    rcpt.last_reply = Some(reason.clone());
+                    if let Some(k) = key {
+                        finished.deferred_keys.push((k, next));
+                    }
+                    ("deferred", reason.clone())
+                }
+                Outcome::Bounce { reason, status } => {
+                    rcpt.state = RcptState::Failed;
+                    rcpt.last_reply = Some(reason.clone());
+                    failed_now.push(i);
+                    failures.push(Failure {
+                        recipient: address.clone(),
+                        status: status.to_string(),
+                        reason: reason.clone(),
+                    });
+                    reports.extend(notice::report_status(&outcome).map(|st| (address.clone(), st)));
+                    ("bounced", reason.clone())
+                }
+            };
+            info!(
+                queue_id = %id,
+                "{id}: to=<{address}>, relay={relay}, delay={}, attempts={attempts}, status={status} ({reason})",
+                delay(env.id.0)
+            );
+        }
+        let mut notices: Vec<QueueFile> = Vec::new();
+        let notify = notice::should_notify(
+            &self.file.envelope.sender,
+            &self.file.envelope.origin,
+            &self.file.message,
+            &self.ctx.cfg.domains,
+        );
+        if notify && !failures.is_empty() {
+            notices.push(self.notice(DsnKind::Failed, &failures, now));
+        }
+        let was_warned = self.file.envelope.warned;
+        if let Some(w) = self.delay_warning(notify, now) {
+            notices.push(w);
+        }
+        notices.extend(self.status_reports(&reports, now));
+        for n in notices {
+            let nid = n.id();
+            if let Err(e) = self.ctx.writer.commit(n).await {
+                // Keep the original as it was: the notice is retried with it.
+                error!("{id}: cannot queue notice {nid}: {e}; will retry");
+                return self.put_back(now, &failed_now, was_warned).await;
+            }
+            info!(queue_id = %id, "{id}: sender notice: {nid}");
+        }
+        self.save(now, finished).await
+    }
+
+    /// After a failure to queue its notices: the recipients that failed in this job become
+    /// pending again (so that their notice is not lost), the delay warning is owed again, and
+    /// the message is retried in a minute.
+    async fn put_back(&mut self, now: u64, failed_now: &[usize], was_warned: bool) -> Finished {
+        let env = &mut self.file.envelope;
+        env.warned = was_warned;
+        for &i in failed_now {
+            env.recipients[i].state = RcptState::Pending;
+        }
+        for r in &mut env.recipients {
+            if r.state == RcptState::Pending {
+                r.next_attempt = now + schedule::NOTICE_RETRY.as_secs();
+            }
+        }
+        self.save(now, Finished::default()).await
+    }
+
+    /// Writes the new state: unlink when done, else rewrite and move to `deferred/`.
+    async fn save(&mut self, now: u64, mut finished: Finished) -> Finished {
+        let id = self.file.id();
+        let domains = self.cfg().domains.clone();
+        let (due, keys) = schedule_facts(&self.file.envelope, &domains);
+        let spool = Arc::clone(&self.ctx.spool);
+        let file = self.file.clone();
+        let source = self.source;
+        let res = tokio::task::spawn_blocking(move || {
+            let done = file.pending().next().is_none();
+            match (source, done) {
+                (Source::Active, true) => spool.remove_delivered(Queue::Active, id),
+                (Source::Active, false) => spool
+                    .rewrite(Queue::Active, &file)
+                    .and_then(|()| spool.move_to(id, Queue::Active, Queue::Deferred)),
+                (Source::Memory, done) => {
+                    if !done {
+                        spool.write_new(Queue::Deferred, &file)?;
+                    }
+                    // The result is durable: the materializer may forget the message.
+                    if spool.claims().finish(id) {
+                        spool.remove_delivered(Queue::Active, id)?;
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        match res {
+            Ok(Ok(())) => {
+                if let Some(due) = due {
+                    finished.next = Some((due.max(now), keys));
+                } else {
+                    info!(queue_id = %id, "{id}: removed");
+                }
+            }
+            Ok(Err(e)) => {
+                error!("{id}: cannot update the queue file: {e}; left in active/ until restart")
+            }
+            Err(e) => error!("{id}: queue update failed: {e}"),
+        }
+        finished
+    }
+
+    async fn attempt(
+        &mut self,
+        address: &str,
+        dest: Option<&Dest>,
+        attempts: u32,
+    ) -> (Outcome, String) {
+        match dest {
+            None => (
+                outcome::local(Local::BadAddress(address.to_string())),
+                "none".into(),
+            ),
+            Some(Dest::Mail { domain }) => {
+                let Job {
+                    ctx,
+                    file,
+                    outbound,
+                    ..
+                } = self;
+                let msg = outbound.get_or_insert_with(|| with_received(ctx, file));
+                let sent = ctx
+                    .smtp
+                    .send(&file.envelope.sender, address, domain, msg)
+                    .await;
+                (sent.outcome, sent.relay)
+            }
+            Some(Dest::Handset(key)) => self.handset(key, attempts).await,
+        }
+    }
+
+    async fn handset(&mut self, key: &HandsetKey, attempts: u32) -> (Outcome, String) {
+        let k = key.clone();
+        let bts_port = self.ctx.cfg.delivery.bts.port();
+        let found = self
+            .ctx
+            .registry
+            .call(move |db| lookup(db, &k, bts_port, now_unix()))
+            .await;
+        let (sub, bindings, location) = match found {
+            Ok(x) => x,
+            Err(e) => {
+                return (
+                    outcome::local(Local::Registry(e.to_string())),
+                    "none".into(),
+                );
+            }
+        };
+        let d = &self.ctx.cfg.delivery;
+        let bts = Bts {
+            addr: d.bts,
+            transport: d.bts_transport,
+        };
+        let r = match route::handset(key, sub.as_ref(), &bindings, location, bts, d.email_mode) {
+            Ok(r) => r,
+            Err(e) => {
+                return (outcome::local(Local::NoRoute(e)), "none".into());
+            }
+        };
+        if let Some(email) = &r.email
+            && attempts == 1
+        {
+            // The mailbox copy is a message of its own, with its own retries.
+            let env = &self.file.envelope;
+            let mut copy = self.ctx.spool.new_message(
+                &env.sender,
+                std::slice::from_ref(email),
+                self.file.message.clone(),
+                env.origin.clone(),
+                self.ctx.cfg.queue.mail_lifetime.0.as_secs(),
+            );
+            copy.original = Vec::new();
+            let cid = copy.id();
+            if let Err(e) = self.ctx.writer.commit(copy).await {
+                return (
+                    outcome::local(Local::Spool(format!(
+                        "cannot queue the copy to {email}: {e}"
+                    ))),
+                    "none".into(),
+                );
+            }
+            info!(queue_id = %self.file.id(), "{}: copy to <{email}> queued as {cid}", self.file.id());
+        }
+        let Some(target) = r.sip else {
+            let email = r.email.unwrap_or_default();
+            return (Outcome::Delivered, format!("forwarded to <{email}>"));
+        };
+        let reference = (self.file.id().micros() & 0xFFFF) as u16;
+        let Job {
+            ctx, file, content, ..
+        } = self;
+        let content = content.get_or_insert_with(|| sms_text(ctx, file));
+        let out = ctx.sip.deliver(&target, content, reference).await;
+        (out, format!("{}[{}]", target.uri, target.addr))
+    }
+
+    /// A notice to the sender: an SMS for a handset sender, a DSN for an e-mail sender.
+    fn notice(&self, kind: DsnKind, failures: &[Failure], now: u64) -> QueueFile {
+        let cfg = self.cfg();
+        let env = &self.file.envelope;
+        let id = env.id.0.to_string();
+        let handset = Msisdn::in_address(&env.sender, &cfg.domains).is_some();
+        let (message, lifetime) = if handset {
+            let from = format!("{}@{}", cfg.delivery.notice_sender, cfg.sms_domain());
+            let t = notice::notice_text(kind, failures, &cfg.domains);
+            (
+                notice::sms_notice(&from, &env.sender, &t, &id, &cfg.hostname, now),
+                cfg.queue.sms_lifetime.0,
+            )
+        } else {
+            (
+                notice::dsn(&notice::Dsn {
+                    hostname: &cfg.hostname,
+                    queue_id: &id,
+                    arrival: env.arrival,
+                    now,
+                    expires: env.expires,
+                    to: &env.sender,
+                    kind,
+                    failures,
+                    original: &self.file.message,
+                }),
+                cfg.queue.mail_lifetime.0,
+            )
+        };
+        self.ctx.spool.new_message(
+            "",
+            std::slice::from_ref(&env.sender),
+            message,
+            Origin {
+                kind: OriginKind::Internal,
+                peer: format!("notice for {id}"),
+                sender_number: None,
+            },
+            lifetime.as_secs(),
+        )
+    }
+
+    /// The optional "delayed" notice, once per message.
+    fn delay_warning(&mut self, notify: bool, now: u64) -> Option<QueueFile> {
+        let after = self.cfg().delivery.delay_warning.0.as_secs();
+        let env = &self.file.envelope;
+        if after == 0 || !notify || env.warned || now.saturating_sub(env.arrival) < after {
+            return None;
+        }
+        let delayed: Vec<Failure> = self
+            .file
+            .pending()
+            .map(|r| Failure {
+                recipient: r.address.clone(),
+                status: "4.4.1".into(),
+                reason: r
+                    .last_reply
+                    .clone()
+                    .unwrap_or_else(|| "not yet delivered".into()),
+            })
+            .collect();
+        if delayed.is_empty() {
+            return None;
+        }
+        let n = self.notice(DsnKind::Delayed, &delayed, now);
+        self.file.envelope.warned = true;
+        Some(n)
+    }
+
+    /// SMS-STATUS-REPORTs for a handset sender that asked for them (TP-SRR).
+    fn status_reports(&self, reports: &[(String, u8)], now: u64) -> Vec<QueueFile> {
+        let cfg = self.cfg();
+        let env = &self.file.envelope;
+        if reports.is_empty()
+            || env.origin.kind != OriginKind::Sip
+            || Msisdn::in_address(&env.sender, &cfg.domains).is_none()
+        {
+            return Vec::new();
+        }
+        let Some((mr, sent_to)) = notice::report_request(&self.file.message) else {
+            return Vec::new();
+        };
+        let from = format!("{}@{}", cfg.delivery.notice_sender, cfg.sms_domain());
+        let id = env.id.0.to_string();
+        reports
+            .iter()
+            .filter_map(|(rcpt, st)| {
+                // The report names the number the handset sent to: the recipient's number,
+                // or for a text that went on to an e-mail address the gateway number it was
+                // sent to (an e-mail address fits no SMS address field).
+                let recipient = Msisdn::in_address(rcpt, &cfg.domains).map(|m| m.digits().to_string()).or_else(|| sent_to.clone());
+                let Some(recipient) = recipient else {
+                    info!(queue_id = %env.id.0, "{}: no status report for <{rcpt}>: no number to name", env.id.0);
+                    return None;
+                };
+                Some((recipient, st))
+            })
+            .map(|(recipient, st)| {
+                let facts = ReportFacts {
+                    message_ref: mr,
+                    recipient,
+                    status: *st,
+                    submitted: env.arrival,
+                    discharged: now,
+                };
+                self.ctx.spool.new_message(
+                    "",
+                    std::slice::from_ref(&env.sender),
+                    notice::status_report(&from, &env.sender, &facts, &id, &cfg.hostname),
+                    Origin {
+                        kind: OriginKind::Internal,
+                        peer: format!("status report for {id}"),
+                        sender_number: None,
+                    },
+                    cfg.queue.sms_lifetime.0.as_secs(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// What a handset sees of the message (computed once per job).
+pub(super) fn sms_text(ctx: &Ctx, file: &QueueFile) -> SmsContent {
+    let d = &ctx.cfg.delivery;
+    let opts = TextOptions {
+        local_domains: &ctx.cfg.domains,
+        email_sender: &d.email_sender,
+        notice_sender: &d.notice_sender,
+        subject_line: d.subject_line,
+        strip_quotes: d.strip_quotes,
+        trusted: matches!(
+            file.envelope.origin.kind,
+            OriginKind::Sip | OriginKind::Internal
+        ),
+        sender_number: file.envelope.origin.sender_number.as_deref(),
+    };
+    text::sms_content(&file.message, &file.envelope.sender, &opts)
+}
+
+/// The message as it leaves for another domain (computed once per job): our Received line on
+/// top, and nothing that names the handset's IMSI, its RP-DATA or the BTS
+/// ([`crate::mail::provenance::for_outside`]).
+pub(super) fn with_received(ctx: &Ctx, file: &QueueFile) -> Vec<u8> {
+    let mut out = format!(
+        "Received: by {} (smsmta) id {};\r\n\t{}\r\n",
+        ctx.cfg.hostname,
+        file.envelope.id.0,
+        rfc5322_date(now_unix())
+    )
+    .into_bytes();
+    out.extend_from_slice(&crate::mail::provenance::for_outside(&file.message));
+    out
+}
+
+pub(super) fn expired_outcome() -> Outcome {
+    outcome::local(Local::Expired)
+}
+
+/// What the registry knows of a handset.
+pub(super) type Found = (
+    Option<Subscriber>,
+    Vec<Binding>,
+    Option<std::net::SocketAddr>,
+);
+
+/// The subscriber behind a handset key, the live bindings of its addresses of record
+/// (`IMSI<imsi>` and the number), newest first, and the BTS it last registered at (OpenBTS
+/// registry).
+pub(super) fn lookup(
+    db: &mut crate::registry::Db,
+    key: &HandsetKey,
+    bts_port: u16,
+    now: u64,
+) -> Result<Found, crate::registry::RegistryError> {
+    let sub = match key {
+        HandsetKey::Imsi(imsi) => db.by_imsi(imsi.digits())?,
+        HandsetKey::Number(n) => db.by_msisdn(n.digits())?,
+    };
+    let imsi = match (key, &sub) {
+        (HandsetKey::Imsi(i), _) => Some(i.clone()),
+        (_, Some(s)) => s.imsi.as_deref().and_then(|i| Imsi::parse(i).ok()),
+        _ => None,
+    };
+    let location = match &imsi {
+        Some(i) => db.openbts_location(i, bts_port)?,
+        None => None,
+    };
+    let mut aors = vec![key.to_string()];
+    if let Some(s) = &sub {
+        aors.push(s.msisdn.clone());
+        if let Some(i) = &s.imsi {
+            aors.push(format!("IMSI{i}"));
+        }
+    }
+    aors.sort_unstable();
+    aors.dedup();
+    let mut bindings = Vec::new();
+    for a in aors {
+        bindings.extend(db.bindings(&a, now)?);
+    }
+    bindings.sort_by_key(|b| std::cmp::Reverse(b.expires));
+    Ok((sub, bindings, location))
+}
