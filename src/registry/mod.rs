@@ -12,6 +12,9 @@
 //! subscriber added (by any process) is known at once, and one removed or disabled is refused
 //! within `CACHE_TTL`.
 //!
+//! This file holds the database ([`Db`]); `handle.rs` the thread's handle and the cache;
+//! `openbts.rs` what is read from OpenBTS's registry and the watcher.
+//!
 //! **Trust.** Values come from SIP requests and the command line; every query is parameterised.
 //!
 //! Standards: RFC 3261 10.3 (registrar behaviour: bindings, expiry, `*`).
@@ -27,6 +30,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::identity::{HandsetKey, Imsi, Msisdn};
+
+mod handle;
+mod openbts;
+
+pub use handle::*;
+pub use openbts::*;
 
 const SCHEMA: &str = include_str!("schema.sql");
 
@@ -108,42 +117,6 @@ pub fn normalize_imsi(s: &str) -> Result<String, RegistryError> {
 /// schemas differ): not found, where anything else (busy, locked, I/O) is an error.
 fn is_schema_miss(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(_, Some(m)) if m.starts_with("no such "))
-}
-
-/// The BTS address in a `sip_buddies` row: `ipaddr` (an IP literal) and `port` (text or
-/// integer; empty, 0 or missing means `default_port`, OpenBTS's `SIP.Default.BTSPort`).
-pub fn bts_location(
-    ipaddr: Option<&str>,
-    port: Option<i64>,
-    default_port: u16,
-) -> Option<SocketAddr> {
-    let ip: IpAddr = ipaddr?.trim().parse().ok()?;
-    if ip.is_unspecified() {
-        return None;
-    }
-    let port = port
-        .and_then(|p| u16::try_from(p).ok())
-        .filter(|p| *p != 0)
-        .unwrap_or(default_port);
-    Some(SocketAddr::new(ip, port))
-}
-
-/// A `sip_buddies` column that may hold an integer or its text.
-fn int_column(v: rusqlite::types::ValueRef<'_>) -> Option<i64> {
-    match v {
-        rusqlite::types::ValueRef::Integer(i) => Some(i),
-        rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok()?.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// A `sip_buddies` column that may hold text (or NULL).
-fn text_column(v: rusqlite::types::ValueRef<'_>) -> Option<String> {
-    match v {
-        rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok().map(str::to_string),
-        rusqlite::types::ValueRef::Integer(i) => Some(i.to_string()),
-        _ => None,
-    }
 }
 
 /// The database, used on one thread.
@@ -549,256 +522,6 @@ impl Db {
             .query_map([cutoff as i64], |r| r.get::<_, String>(0))
             .map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
-    }
-}
-
-/// How long a lookup waits for a lock on the OpenBTS database by default.
-pub const OPENBTS_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Opens the OpenBTS database read-only, waiting at most `busy` for its locks.
-fn open_openbts(path: &Path, busy: Duration) -> Result<Connection, RegistryError> {
-    let p = path.display().to_string();
-    let c =
-        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql_err(&p))?;
-    c.busy_timeout(busy).map_err(sql_err(&p))?;
-    Ok(c)
-}
-
-/// One `sip_buddies` row as the watcher compares it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct BuddyState {
-    ipaddr: Option<String>,
-    port: Option<i64>,
-    reg_time: Option<i64>,
-}
-
-/// A handset the OpenBTS registry shows as having just registered (its row changed).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attached {
-    /// The IMSI.
-    pub imsi: Imsi,
-    /// Its caller ID, when it is a number.
-    pub msisdn: Option<Msisdn>,
-}
-
-/// Watches the OpenBTS registry for registrations. sipauthserve rewrites a handset's
-/// `sip_buddies` row (`ipaddr`, `port`, `regTime`) each time OpenBTS registers it; smsmta is
-/// never told, so it looks: `PRAGMA data_version` (one page read, no table scan) every poll,
-/// and only when another connection has committed, one scan of the rows, compared with the
-/// last. Read-only; busy or missing databases are skipped until the next poll.
-pub struct Watcher {
-    conn: Connection,
-    version: Option<i64>,
-    rows: HashMap<String, BuddyState>,
-}
-
-impl Watcher {
-    /// Opens the OpenBTS database read-only and takes the first snapshot (no changes are
-    /// reported for what is already there).
-    ///
-    /// # Errors
-    /// [`RegistryError::Sqlite`] when it cannot be opened.
-    pub fn open(path: &Path) -> Result<Watcher, RegistryError> {
-        let conn = open_openbts(path, Duration::from_millis(100))?;
-        let mut w = Watcher {
-            conn,
-            version: None,
-            rows: HashMap::new(),
-        };
-        let _ = w.poll();
-        Ok(w)
-    }
-
-    /// The handsets whose row changed (or appeared) since the last poll.
-    ///
-    /// # Errors
-    /// [`RegistryError::Sqlite`] when the database is busy or unreadable now.
-    pub fn poll(&mut self) -> Result<Vec<Attached>, RegistryError> {
-        let err = |source| RegistryError::Sqlite {
-            path: "OpenBTS registry".into(),
-            source,
-        };
-        let version: i64 = self
-            .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
-            .map_err(err)?;
-        let first = self.version.is_none();
-        if self.version == Some(version) {
-            return Ok(Vec::new());
-        }
-        let mut st = self
-            .conn
-            .prepare("SELECT name, callerid, ipaddr, port, regTime FROM sip_buddies")
-            .map_err(err)?;
-        let mut now: HashMap<String, BuddyState> = HashMap::new();
-        let mut callerids: HashMap<String, Option<String>> = HashMap::new();
-        let mut q = st.query([]).map_err(err)?;
-        while let Some(r) = q.next().map_err(err)? {
-            let Some(name) = text_column(r.get_ref(0).map_err(err)?) else {
-                continue;
-            };
-            let state = BuddyState {
-                ipaddr: text_column(r.get_ref(2).map_err(err)?),
-                port: int_column(r.get_ref(3).map_err(err)?),
-                reg_time: int_column(r.get_ref(4).map_err(err)?),
-            };
-            callerids.insert(name.clone(), text_column(r.get_ref(1).map_err(err)?));
-            now.insert(name, state);
-        }
-        drop(q);
-        drop(st);
-        let mut changed = Vec::new();
-        if !first {
-            for (name, state) in &now {
-                if self.rows.get(name) == Some(state) {
-                    continue;
-                }
-                let Some(imsi) = Imsi::from_name(name) else {
-                    continue;
-                };
-                let msisdn = callerids
-                    .get(name)
-                    .cloned()
-                    .flatten()
-                    .and_then(|c| Msisdn::parse(&c).ok());
-                changed.push(Attached { imsi, msisdn });
-            }
-        }
-        self.rows = now;
-        self.version = Some(version);
-        Ok(changed)
-    }
-}
-
-type Job = Box<dyn FnOnce(&mut Db) + Send>;
-
-/// How long an enabled subscriber found by [`Registry::subscriber`] is believed.
-pub const CACHE_TTL: Duration = Duration::from_secs(5);
-/// Most subscribers kept by that cache; when it is full it is emptied.
-pub const CACHE_MAX: usize = 65_536;
-
-/// Enabled subscribers recently found, by handset name, with when they were found.
-type Cache = Arc<Mutex<HashMap<HandsetKey, (Subscriber, Instant)>>>;
-
-/// A handle to the registry thread. Cheap to clone.
-#[derive(Clone)]
-pub struct Registry {
-    tx: std::sync::mpsc::SyncSender<Job>,
-    cache: Cache,
-}
-
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Registry")
-    }
-}
-
-impl Registry {
-    /// Opens the database and starts its thread.
-    ///
-    /// # Errors
-    /// [`RegistryError`] when the database cannot be opened.
-    pub fn open(path: PathBuf, openbts: Option<PathBuf>) -> Result<Registry, RegistryError> {
-        Registry::open_with(path, openbts, OPENBTS_BUSY_TIMEOUT)
-    }
-
-    /// As [`Registry::open`], with the OpenBTS database's busy timeout.
-    ///
-    /// # Errors
-    /// [`RegistryError`] when the database cannot be opened.
-    pub fn open_with(
-        path: PathBuf,
-        openbts: Option<PathBuf>,
-        busy: Duration,
-    ) -> Result<Registry, RegistryError> {
-        let mut db = Db::open_with(&path, openbts.as_deref(), busy)?;
-        // Bounded: a burst of requests waits for the thread instead of growing memory.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(4096);
-        std::thread::Builder::new()
-            .name("registry".into())
-            .spawn(move || {
-                while let Ok(job) = rx.recv() {
-                    job(&mut db);
-                }
-            })
-            .map_err(|e| {
-                RegistryError::Invalid(format!("cannot start the registry thread: {e}"))
-            })?;
-        Ok(Registry {
-            tx,
-            cache: Cache::default(),
-        })
-    }
-
-    /// The subscriber a handset name belongs to (by IMSI or by number; ours, then OpenBTS's).
-    /// Enabled subscribers are answered from the cache for [`CACHE_TTL`].
-    ///
-    /// # Errors
-    /// [`RegistryError`] from the lookup (temporary: the caller refuses with 4xx).
-    pub async fn subscriber(&self, key: &HandsetKey) -> Result<Option<Subscriber>, RegistryError> {
-        let now = Instant::now();
-        if let Some((s, _)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(key)
-            .filter(|(_, at)| now.duration_since(*at) < CACHE_TTL)
-        {
-            return Ok(Some(s.clone()));
-        }
-        let k = key.clone();
-        let found = self
-            .call(move |db| match &k {
-                HandsetKey::Imsi(i) => db.by_imsi(i.digits()),
-                HandsetKey::Number(n) => db.by_msisdn(n.digits()),
-            })
-            .await?;
-        let mut cache = self
-            .cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match &found {
-            Some(s) if s.enabled => {
-                if cache.len() >= CACHE_MAX {
-                    cache.clear();
-                }
-                cache.insert(key.clone(), (s.clone(), now));
-            }
-            _ => {
-                cache.remove(key);
-            }
-        }
-        Ok(found)
-    }
-
-    /// Runs `f` on the registry thread and returns its result.
-    ///
-    /// # Errors
-    /// What `f` returns, or [`RegistryError::Closed`].
-    pub async fn call<R, F>(&self, f: F) -> Result<R, RegistryError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut Db) -> Result<R, RegistryError> + Send + 'static,
-    {
-        let (reply, rx) = oneshot::channel();
-        let job: Job = Box::new(move |db| {
-            let _ = reply.send(f(db));
-        });
-        let tx = self.tx.clone();
-        // A full queue blocks; do that off the async worker threads.
-        match tx.try_send(job) {
-            Ok(()) => {}
-            Err(std::sync::mpsc::TrySendError::Full(job)) => {
-                tokio::task::spawn_blocking(move || tx.send(job))
-                    .await
-                    .map_err(|_| RegistryError::Closed)?
-                    .map_err(|_| RegistryError::Closed)?;
-            }
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
-                return Err(RegistryError::Closed);
-            }
-        }
-        rx.await.map_err(|_| RegistryError::Closed)?
     }
 }
 
