@@ -48,90 +48,14 @@ use tracing::info;
 
 use crate::clock::now_unix;
 
+mod error;
+mod writer;
+
+pub use error::SpoolError;
 pub use layout::Queue;
 pub use queue_file::{Envelope, Origin, OriginKind, QueueFile, RcptState, Recipient};
 pub use queue_id::QueueId;
-
-/// A spool error. Disk errors are temporary for the sender: the message was not accepted.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SpoolError {
-    /// A file-system operation failed (ENOSPC, EIO, EACCES, ...).
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// On which path.
-        path: PathBuf,
-        /// The system error.
-        source: io::Error,
-    },
-    /// The message is larger than `[spool] max_message_size`.
-    #[error("message of {size} bytes exceeds the limit of {max} bytes")]
-    TooLarge {
-        /// The size offered.
-        size: u64,
-        /// The configured limit.
-        max: u64,
-    },
-    /// The queue file could not be encoded.
-    #[error("encode: {0}")]
-    Encode(#[from] queue_file::EncodeError),
-    /// No message with this ID is in any queue.
-    #[error("{0}: no such message")]
-    NotFound(QueueId),
-    /// A message with this ID already exists (an ID collision; never overwritten).
-    #[error("{0}: a message with this id already exists")]
-    Exists(QueueId),
-    /// The message's file does not decode.
-    #[error("{id}: corrupt queue file: {reason}")]
-    Corrupt {
-        /// The message.
-        id: QueueId,
-        /// What is wrong.
-        reason: queue_file::DecodeError,
-    },
-    /// The operation does not apply to a message in this queue.
-    #[error("{id}: message is in {queue}, cannot {op}")]
-    WrongQueue {
-        /// The message.
-        id: QueueId,
-        /// Where it is.
-        queue: Queue,
-        /// What was asked.
-        op: &'static str,
-    },
-    /// The journal writer has stopped (shutdown or a fatal error).
-    #[error("spool journal is not running")]
-    Closed,
-}
-
-impl SpoolError {
-    /// Whether the sender should try again later (disk trouble, shutdown) rather than give up.
-    pub fn is_temporary(&self) -> bool {
-        match self {
-            SpoolError::Io { .. } | SpoolError::Closed | SpoolError::Exists(_) => true,
-            SpoolError::TooLarge { .. }
-            | SpoolError::Encode(_)
-            | SpoolError::NotFound(_)
-            | SpoolError::Corrupt { .. }
-            | SpoolError::WrongQueue { .. } => false,
-        }
-    }
-
-    /// The underlying OS error kind, if this is an I/O error.
-    pub fn io_kind(&self) -> Option<io::ErrorKind> {
-        match self {
-            SpoolError::Io { source, .. } => Some(source.kind()),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SpoolError {
-        let path = path.to_path_buf();
-        move |source| SpoolError::Io { op, path, source }
-    }
-}
+pub use writer::Writer;
 
 /// Called with every message that becomes visible in `incoming/` (the queue manager's
 /// "new mail" hint); it must not block.
@@ -719,63 +643,6 @@ pub(crate) fn log_queued(file: &QueueFile, size: usize) {
         e.origin.kind,
         e.origin.peer
     );
-}
-
-/// How callers commit: directly, or through the journal's group commit. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Writer {
-    spool: Arc<Spool>,
-    journal: Option<journal::Handle>,
-}
-
-impl Writer {
-    /// A writer that commits every message with its own file ([`Spool::commit_direct`]).
-    pub fn direct(spool: Arc<Spool>) -> Self {
-        Writer {
-            spool,
-            journal: None,
-        }
-    }
-
-    /// A writer that commits through a running journal.
-    pub fn journaled(spool: Arc<Spool>, journal: journal::Handle) -> Self {
-        Writer {
-            spool,
-            journal: Some(journal),
-        }
-    }
-
-    /// The spool.
-    pub fn spool(&self) -> &Arc<Spool> {
-        &self.spool
-    }
-
-    /// Commits `file`; returns once it is durable. Only then may the caller acknowledge.
-    ///
-    /// # Errors
-    /// [`SpoolError`]: nothing was accepted.
-    pub async fn commit(&self, file: QueueFile) -> Result<QueueId, SpoolError> {
-        match &self.journal {
-            Some(j) => j.commit(&self.spool, file).await,
-            None => {
-                let spool = Arc::clone(&self.spool);
-                tokio::task::spawn_blocking(move || spool.commit_direct(&file))
-                    .await
-                    .map_err(|_| SpoolError::Closed)?
-            }
-        }
-    }
-
-    /// As [`Writer::commit`], for threads outside the async runtime.
-    ///
-    /// # Errors
-    /// [`SpoolError`]: nothing was accepted.
-    pub fn commit_blocking(&self, file: QueueFile) -> Result<QueueId, SpoolError> {
-        match &self.journal {
-            Some(j) => j.commit_blocking(&self.spool, file),
-            None => self.spool.commit_direct(&file),
-        }
-    }
 }
 
 #[cfg(test)]
