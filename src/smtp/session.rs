@@ -296,116 +296,15 @@ impl Session {
             Err(_) => return self.error(reply(501, "5.5.2", "Syntax error")),
         };
         match req {
-            Request::Ehlo { host } => {
-                self.helo = Some((host.to_string(), true));
-                self.tx = None;
-                let mut r = format!(
-                    "250-{}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n",
-                    self.cfg.hostname, self.cfg.max_message_size
-                );
-                if self.cfg.tls_available && !self.tls {
-                    r.push_str("250-STARTTLS\r\n");
-                }
-                if self.cfg.auth_available && self.tls && self.user.is_none() {
-                    r.push_str("250-AUTH PLAIN LOGIN\r\n");
-                }
-                r.push_str("250 SMTPUTF8\r\n");
-                Step::Reply(r)
-            }
+            Request::Ehlo { host } => self.ehlo(&host),
             Request::Helo { host } | Request::Lhlo { host } => {
                 self.helo = Some((host.to_string(), false));
                 self.tx = None;
                 Step::Reply(format!("250 {}\r\n", self.cfg.hostname))
             }
-            Request::Mail { from } => {
-                if self.tx.is_some() {
-                    return self.error(reply(503, "5.5.1", "Error: nested MAIL command"));
-                }
-                if self.cfg.auth_required && self.user.is_none() {
-                    return self.error(reply(530, "5.7.0", "Authentication required"));
-                }
-                if from.size > self.cfg.max_message_size {
-                    return self.error(reply(552, "5.3.4", "Message size exceeds fixed limit"));
-                }
-                let sender = from.address.to_string();
-                if sender.contains(['\r', '\n', '<', '>']) || sender.len() > 254 {
-                    return self.error(reply(501, "5.1.7", "Bad sender address syntax"));
-                }
-                // An authenticated user sends as itself (or the senders and numbers it is
-                // given), never as whoever it likes.
-                let mut sender_number = None;
-                if let Some(user) = &self.user {
-                    let entry = self.cfg.users.iter().find(|u| &u.name == user);
-                    sender_number = entry.and_then(|u| u.number_for(&sender, &self.cfg.domains));
-                    let allowed =
-                        sender_number.is_some() || entry.is_some_and(|u| u.may_send_as(&sender));
-                    if !allowed {
-                        return self.error(reply(
-                            553,
-                            "5.7.1",
-                            &format!(
-                                "<{sender}>: Sender address rejected: not owned by user {user}"
-                            ),
-                        ));
-                    }
-                }
-                self.tx = Some(Transaction {
-                    sender,
-                    sender_number,
-                    recipients: Vec::new(),
-                });
-                Step::Reply(reply(250, "2.1.0", "Ok"))
-            }
-            Request::Rcpt { to } => {
-                let Some(tx) = &self.tx else {
-                    return self.error(reply(503, "5.5.1", "Error: need MAIL command"));
-                };
-                if tx.recipients.len() >= self.cfg.max_recipients {
-                    return Step::Reply(reply(452, "4.5.3", "Error: too many recipients"));
-                }
-                // Trusted networks and authenticated clients may relay (RFC 5321 7.1).
-                let may_relay = self.cfg.trusted || self.user.is_some();
-                match policy::judge(&to.address, &self.cfg.domains, may_relay, &self.cfg.rules) {
-                    Verdict::Local { address, msisdn } => {
-                        if self.cfg.registry_authoritative {
-                            Step::CheckSubscriber { address, msisdn }
-                        } else {
-                            self.add_recipient(address)
-                        }
-                    }
-                    Verdict::Relay { address } => self.add_recipient(address),
-                    Verdict::NotANumber => self.error(reply(
-                        550,
-                        "5.1.1",
-                        &format!(
-                            "<{}>: Recipient address rejected: not a phone number",
-                            to.address
-                        ),
-                    )),
-                    Verdict::RelayDenied => self.error(reply(
-                        554,
-                        "5.7.1",
-                        &format!("<{}>: Relay access denied", to.address),
-                    )),
-                    Verdict::BadAddress => {
-                        self.error(reply(501, "5.1.3", "Bad recipient address syntax"))
-                    }
-                }
-            }
-            Request::Data => {
-                match &self.tx {
-                    None => return self.error(reply(503, "5.5.1", "Error: need MAIL command")),
-                    Some(tx) if tx.recipients.is_empty() => {
-                        return self.error(reply(554, "5.5.1", "Error: no valid recipients"));
-                    }
-                    Some(_) => {}
-                }
-                self.state = State::Data(DataState {
-                    in_headers: true,
-                    ..DataState::default()
-                });
-                Step::Reply("354 End data with <CR><LF>.<CR><LF>\r\n".into())
-            }
+            Request::Mail { from } => self.mail(from.size, from.address.to_string()),
+            Request::Rcpt { to } => self.rcpt(&to.address),
+            Request::Data => self.data(),
             Request::Rset => {
                 self.tx = None;
                 Step::Reply(reply(250, "2.0.0", "Ok"))
@@ -439,6 +338,104 @@ impl Session {
                 self.error(reply(502, "5.5.1", "Error: command not implemented"))
             }
         }
+    }
+
+    fn ehlo(&mut self, host: &str) -> Step {
+        self.helo = Some((host.to_string(), true));
+        self.tx = None;
+        let mut r = format!(
+            "250-{}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n",
+            self.cfg.hostname, self.cfg.max_message_size
+        );
+        if self.cfg.tls_available && !self.tls {
+            r.push_str("250-STARTTLS\r\n");
+        }
+        if self.cfg.auth_available && self.tls && self.user.is_none() {
+            r.push_str("250-AUTH PLAIN LOGIN\r\n");
+        }
+        r.push_str("250 SMTPUTF8\r\n");
+        Step::Reply(r)
+    }
+
+    fn mail(&mut self, size: usize, sender: String) -> Step {
+        if self.tx.is_some() {
+            return self.error(reply(503, "5.5.1", "Error: nested MAIL command"));
+        }
+        if self.cfg.auth_required && self.user.is_none() {
+            return self.error(reply(530, "5.7.0", "Authentication required"));
+        }
+        if size > self.cfg.max_message_size {
+            return self.error(reply(552, "5.3.4", "Message size exceeds fixed limit"));
+        }
+        if sender.contains(['\r', '\n', '<', '>']) || sender.len() > 254 {
+            return self.error(reply(501, "5.1.7", "Bad sender address syntax"));
+        }
+        // An authenticated user sends as itself (or the senders and numbers it is given),
+        // never as whoever it likes.
+        let mut sender_number = None;
+        if let Some(user) = &self.user {
+            let entry = self.cfg.users.iter().find(|u| &u.name == user);
+            sender_number = entry.and_then(|u| u.number_for(&sender, &self.cfg.domains));
+            let allowed = sender_number.is_some() || entry.is_some_and(|u| u.may_send_as(&sender));
+            if !allowed {
+                return self.error(reply(
+                    553,
+                    "5.7.1",
+                    &format!("<{sender}>: Sender address rejected: not owned by user {user}"),
+                ));
+            }
+        }
+        self.tx = Some(Transaction {
+            sender,
+            sender_number,
+            recipients: Vec::new(),
+        });
+        Step::Reply(reply(250, "2.1.0", "Ok"))
+    }
+
+    fn rcpt(&mut self, to: &str) -> Step {
+        let Some(tx) = &self.tx else {
+            return self.error(reply(503, "5.5.1", "Error: need MAIL command"));
+        };
+        if tx.recipients.len() >= self.cfg.max_recipients {
+            return Step::Reply(reply(452, "4.5.3", "Error: too many recipients"));
+        }
+        // Trusted networks and authenticated clients may relay (RFC 5321 7.1).
+        let may_relay = self.cfg.trusted || self.user.is_some();
+        match policy::judge(to, &self.cfg.domains, may_relay, &self.cfg.rules) {
+            Verdict::Local { address, msisdn } => {
+                if self.cfg.registry_authoritative {
+                    Step::CheckSubscriber { address, msisdn }
+                } else {
+                    self.add_recipient(address)
+                }
+            }
+            Verdict::Relay { address } => self.add_recipient(address),
+            Verdict::NotANumber => self.error(reply(
+                550,
+                "5.1.1",
+                &format!("<{to}>: Recipient address rejected: not a phone number"),
+            )),
+            Verdict::RelayDenied => {
+                self.error(reply(554, "5.7.1", &format!("<{to}>: Relay access denied")))
+            }
+            Verdict::BadAddress => self.error(reply(501, "5.1.3", "Bad recipient address syntax")),
+        }
+    }
+
+    fn data(&mut self) -> Step {
+        match &self.tx {
+            None => return self.error(reply(503, "5.5.1", "Error: need MAIL command")),
+            Some(tx) if tx.recipients.is_empty() => {
+                return self.error(reply(554, "5.5.1", "Error: no valid recipients"));
+            }
+            Some(_) => {}
+        }
+        self.state = State::Data(DataState {
+            in_headers: true,
+            ..DataState::default()
+        });
+        Step::Reply("354 End data with <CR><LF>.<CR><LF>\r\n".into())
     }
 
     fn auth(&mut self, mechanism: u64, initial: String) -> Step {
