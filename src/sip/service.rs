@@ -267,6 +267,26 @@ impl Service {
         None
     }
 
+    /// The answer to a request that did not parse: 400 with the reason (413 for a body too
+    /// large, 505 for another SIP version) when its head can be addressed, else nothing.
+    fn malformed(&self, e: message::ParseError, peer: SocketAddr) -> Option<Vec<u8>> {
+        let Some(head) = e.head else {
+            warn!(%peer, "dropping malformed SIP message: {}", e.reason);
+            return None;
+        };
+        let (code, reason) = match e.reason {
+            "body too large" => (413, "Request Entity Too Large"),
+            message::UNSUPPORTED_VERSION => (505, "Version Not Supported"),
+            r => (400, r),
+        };
+        if head.top_via().is_none() {
+            warn!(%peer, "dropping malformed SIP request: {}", e.reason);
+            return None;
+        }
+        warn!(%peer, "{code} to malformed request: {}", e.reason);
+        Some(self.response(&head, code, reason).to_bytes())
+    }
+
     /// Handles one request (a datagram, or one frame from a TCP stream); returns the response
     /// to send, or `None` (responses, ACKs, retransmissions still in progress, garbage).
     pub async fn handle(
@@ -279,23 +299,7 @@ impl Service {
         let req = match message::parse(data, transport == Transport::Udp, max) {
             Ok(Parsed::Complete(Message::Request(r), _)) => r,
             Ok(Parsed::Complete(Message::Response(_), _)) | Ok(Parsed::Incomplete) => return None,
-            Err(e) => {
-                let Some(head) = e.head else {
-                    warn!(%peer, "dropping malformed SIP message: {}", e.reason);
-                    return None;
-                };
-                let (code, reason) = match e.reason {
-                    "body too large" => (413, "Request Entity Too Large"),
-                    message::UNSUPPORTED_VERSION => (505, "Version Not Supported"),
-                    r => (400, r),
-                };
-                if head.top_via().is_none() {
-                    warn!(%peer, "dropping malformed SIP request: {}", e.reason);
-                    return None;
-                }
-                warn!(%peer, "{code} to malformed request: {}", e.reason);
-                return Some(self.response(&head, code, reason).to_bytes());
-            }
+            Err(e) => return self.malformed(e, peer),
         };
         if req.method == "ACK" {
             return None;
