@@ -44,41 +44,8 @@ pub(super) fn queue(config: &Config, op: QueueOp) -> ExitCode {
         Err(code) => return code,
     };
     let (targets, op_name, f, queues): (Targets, &str, AdminOp, &[spool::Queue]) = match op {
-        QueueOp::List { json } => {
-            return match admin::list(&spool) {
-                Ok(entries) => {
-                    if json {
-                        println!(
-                            "{}",
-                            serde_json::to_string_pretty(&entries).unwrap_or_default()
-                        );
-                    } else {
-                        print!("{}", admin::format_list(&entries));
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("smsmta: {e}");
-                    exit_for(&e)
-                }
-            };
-        }
-        QueueOp::Show { id } => {
-            let id = match parse_id(&id) {
-                Ok(id) => id,
-                Err(code) => return code,
-            };
-            return match admin::show(&spool, id) {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("smsmta: {e}");
-                    exit_for(&e)
-                }
-            };
-        }
+        QueueOp::List { json } => return list(&spool, json),
+        QueueOp::Show { id } => return show(&spool, &id),
         QueueOp::Hold(t) => (
             t,
             "held",
@@ -89,27 +56,9 @@ pub(super) fn queue(config: &Config, op: QueueOp) -> ExitCode {
         QueueOp::Delete(t) => (t, "deleted", admin::delete, &spool::Queue::MESSAGE_QUEUES),
         QueueOp::Flush(t) => (t, "flushed", admin::flush, &[spool::Queue::Deferred]),
     };
-    let ids: Vec<QueueId> = if targets.all {
-        match admin::all_ids(&spool, queues) {
-            Ok(ids) => ids,
-            Err(e) => {
-                eprintln!("smsmta: {e}");
-                return exit_for(&e);
-            }
-        }
-    } else {
-        if targets.ids.is_empty() {
-            eprintln!("smsmta: give queue IDs or --all");
-            return ExitCode::from(EX_USAGE);
-        }
-        let mut ids = Vec::new();
-        for s in &targets.ids {
-            match parse_id(s) {
-                Ok(id) => ids.push(id),
-                Err(code) => return code,
-            }
-        }
-        ids
+    let ids = match target_ids(&spool, &targets, queues) {
+        Ok(ids) => ids,
+        Err(code) => return code,
     };
     let mut code = ExitCode::SUCCESS;
     let mut done = 0;
@@ -124,6 +73,64 @@ pub(super) fn queue(config: &Config, op: QueueOp) -> ExitCode {
     }
     eprintln!("smsmta: {done} message(s) {op_name}");
     code
+}
+
+/// `queue list`: like mailq, or JSON.
+fn list(spool: &Spool, json: bool) -> ExitCode {
+    match admin::list(spool) {
+        Ok(entries) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&entries).unwrap_or_default()
+                );
+            } else {
+                print!("{}", admin::format_list(&entries));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("smsmta: {e}");
+            exit_for(&e)
+        }
+    }
+}
+
+/// `queue show ID`: like postcat -q.
+fn show(spool: &Spool, id: &str) -> ExitCode {
+    let id = match parse_id(id) {
+        Ok(id) => id,
+        Err(code) => return code,
+    };
+    match admin::show(spool, id) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("smsmta: {e}");
+            exit_for(&e)
+        }
+    }
+}
+
+/// The messages an operation names: `--all` in `queues`, or the IDs given.
+fn target_ids(
+    spool: &Spool,
+    targets: &Targets,
+    queues: &[spool::Queue],
+) -> Result<Vec<QueueId>, ExitCode> {
+    if targets.all {
+        return admin::all_ids(spool, queues).map_err(|e| {
+            eprintln!("smsmta: {e}");
+            exit_for(&e)
+        });
+    }
+    if targets.ids.is_empty() {
+        eprintln!("smsmta: give queue IDs or --all");
+        return Err(ExitCode::from(EX_USAGE));
+    }
+    targets.ids.iter().map(|s| parse_id(s)).collect()
 }
 
 pub(super) fn parse_id(s: &str) -> Result<QueueId, ExitCode> {
