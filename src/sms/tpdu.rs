@@ -13,7 +13,7 @@ use super::address::{self, Address};
 use super::udh::{self, Concat, InformationElement};
 use super::{SmsError, gsm7, ucs2};
 
-use crate::clock::{civil_from_days, days_from_civil};
+use crate::clock::{Civil, days_from_civil};
 
 /// The character set of user data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -142,16 +142,14 @@ fn swap_bcd(v: u8) -> u8 {
 impl Timestamp {
     /// The time stamp for a UTC instant, written in the zone `tz_quarters` east of UTC.
     pub fn from_unix(secs: i64, tz_quarters: i8) -> Timestamp {
-        let local = secs + i64::from(tz_quarters) * 900;
-        let (y, m, d) = civil_from_days(local.div_euclid(86_400));
-        let s = local.rem_euclid(86_400);
+        let c = Civil::from_unix(secs + i64::from(tz_quarters) * 900);
         Timestamp {
-            year: y.clamp(0, 9999) as u16,
-            month: m as u8,
-            day: d as u8,
-            hour: (s / 3600) as u8,
-            minute: (s / 60 % 60) as u8,
-            second: (s % 60) as u8,
+            year: c.year.clamp(0, 9999) as u16,
+            month: c.month,
+            day: c.day,
+            hour: c.hour,
+            minute: c.minute,
+            second: c.second,
             tz_quarters,
             tz_negative: tz_quarters < 0,
         }
