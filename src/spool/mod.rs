@@ -42,7 +42,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::info;
 
@@ -85,12 +85,18 @@ pub struct Spool {
 }
 
 /// The free-space reserve (`[spool] min_free`, Postfix's `queue_minfree`): checked with
-/// statvfs at most once a second, read lock-free on every commit.
+/// statvfs at most once a second, read lock-free on every commit. Between two checks the bytes
+/// admitted are counted against the space last seen, twice (a message is written to the
+/// journal, then to its queue file before the journal's copy is freed), so a fast burst
+/// cannot run past the reserve in the second a check is old.
 #[derive(Debug, Default)]
 struct Space {
     min_free: std::sync::atomic::AtomicU64,
     checked_ms: std::sync::atomic::AtomicU64,
-    low: std::sync::atomic::AtomicBool,
+    /// Free bytes at the last check.
+    avail: AtomicU64,
+    /// Bytes admitted since then (each counted twice).
+    admitted: AtomicU64,
 }
 
 impl std::fmt::Debug for Spool {
@@ -271,13 +277,15 @@ impl Spool {
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            let low = match rustix::fs::statvfs(&self.root) {
-                Ok(v) => v.f_bavail.saturating_mul(v.f_frsize) < min,
-                Err(_) => false,
+            let avail = match rustix::fs::statvfs(&self.root) {
+                Ok(v) => v.f_bavail.saturating_mul(v.f_frsize),
+                Err(_) => u64::MAX,
             };
-            self.space.low.store(low, Ordering::Relaxed);
+            self.space.admitted.store(0, Ordering::Relaxed);
+            self.space.avail.store(avail, Ordering::Relaxed);
         }
-        self.space.low.load(Ordering::Relaxed)
+        let avail = self.space.avail.load(Ordering::Relaxed);
+        avail.saturating_sub(self.space.admitted.load(Ordering::Relaxed)) < min
     }
 
     /// Encodes a file for the spool, enforcing the size limit.
@@ -294,7 +302,11 @@ impl Spool {
                 max: self.max_message_size,
             });
         }
-        Ok(file.encode()?)
+        let bytes = file.encode()?;
+        self.space
+            .admitted
+            .fetch_add(2 * bytes.len() as u64, Ordering::Relaxed);
+        Ok(bytes)
     }
 
     /// Writes `bytes` to a new file in `tmp/` (mode 0600) without syncing it; returns the path
@@ -725,6 +737,24 @@ mod tests {
         let e = spool.commit_direct(&f).unwrap_err();
         assert!(e.is_temporary(), "{e}");
         assert!(spool.list(Queue::Incoming).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bytes_admitted_between_two_space_checks_count_against_the_reserve() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 4 << 20).unwrap();
+        let v = rustix::fs::statvfs(dir.path()).unwrap();
+        let avail = v.f_bavail * v.f_frsize;
+        // A reserve 4 MiB below what is free now: not low yet.
+        spool.set_min_free(avail.saturating_sub(4 << 20));
+        assert!(!spool.low_on_space());
+        // 1.5 MiB admitted (3 MiB counted, journal and queue file) stays within it...
+        let f = spool.new_message("", &["x@y".into()], vec![b'a'; 3 << 19], origin(), 60);
+        spool.encode(&f).unwrap();
+        assert!(!spool.low_on_space());
+        // ...another 1.5 MiB does not, though the file system was not looked at again.
+        spool.encode(&f).unwrap();
+        assert!(spool.low_on_space());
     }
 
     #[test]
