@@ -17,7 +17,8 @@ use mail_builder::headers::raw::Raw;
 use mail_parser::MessageParser;
 
 use crate::clock::rfc5322_date;
-use crate::mail::to_sms::{ReportFacts, is_dsn};
+use crate::mail::facts::{ReportFacts, SmsFacts};
+use crate::mail::to_sms::is_dsn;
 use crate::spool::{Origin, OriginKind};
 
 /// One recipient that a notice is about.
@@ -241,43 +242,28 @@ pub fn status_report(
             "not delivered"
         }
     );
-    MessageBuilder::new()
+    let mut b = MessageBuilder::new()
         .from(Address::new_address(None::<&str>, from.to_string()))
         .to(Address::new_address(None::<&str>, to.to_string()))
         .date(facts.discharged as i64)
         .message_id(format!("{queue_id}.{}.report@{hostname}", facts.discharged))
-        .header("Auto-Submitted", Raw::new("auto-replied"))
-        .header("X-SMS-Report-MR", Raw::new(facts.message_ref.to_string()))
-        .header("X-SMS-Report-Recipient", Raw::new(facts.recipient.clone()))
-        .header("X-SMS-Report-Status", Raw::new(facts.status.to_string()))
-        .header(
-            "X-SMS-Report-Submitted",
-            Raw::new(facts.submitted.to_string()),
-        )
-        .header(
-            "X-SMS-Report-Discharged",
-            Raw::new(facts.discharged.to_string()),
-        )
-        .text_body(text)
-        .write_to_vec()
-        .unwrap_or_default()
+        .header("Auto-Submitted", Raw::new("auto-replied"));
+    let report = SmsFacts {
+        report: Some(facts.clone()),
+        ..SmsFacts::default()
+    };
+    for (name, value) in report.pairs() {
+        b = b.header(name.header(), Raw::new(value));
+    }
+    b.text_body(text).write_to_vec().unwrap_or_default()
 }
 
-/// The TP-MR of the SMS-SUBMIT a mail came from, when its sender asked for a status report.
+/// The TP-MR of the SMS-SUBMIT a mail came from, and the number it was sent to, when its
+/// sender asked for a status report.
 pub fn report_request(raw: &[u8]) -> Option<(u8, Option<String>)> {
-    let m = MessageParser::default().parse_headers(raw)?;
-    let asked = m
-        .header_raw("X-SMS-Status-Report-Request")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"));
-    if !asked {
-        return None;
-    }
-    let mr = m.header_raw("X-SMS-TP-MR")?.trim().parse().ok()?;
-    let dest = m
-        .header_raw("X-SMS-TP-DA")
-        .and_then(|d| crate::identity::Msisdn::parse(d).ok())
-        .map(|d| d.to_string());
-    Some((mr, dest))
+    SmsFacts::from_mail(raw)
+        .report_request()
+        .map(|(mr, to)| (mr, to.map(|n| n.to_string())))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address;
 use mail_builder::headers::raw::Raw;
 
+use super::facts::SmsFacts;
 use crate::clock::rfc5322_date;
 
 /// What a mail made from an SMS says.
@@ -34,8 +35,8 @@ pub struct SmsMail<'a> {
     pub peer: &'a str,
     /// The transport, `UDP` or `TCP`.
     pub transport: &'a str,
-    /// `X-SMS-<name>: <value>` headers (names without the prefix; values ASCII).
-    pub facts: Vec<(&'static str, String)>,
+    /// The SMS facts, written as `X-SMS-*` headers ([`super::facts`]).
+    pub facts: &'a SmsFacts,
 }
 
 fn clean(v: &str) -> String {
@@ -65,8 +66,8 @@ pub fn build(m: &SmsMail<'_>) -> Vec<u8> {
     if let Some(s) = m.subject {
         b = b.subject(s.to_string());
     }
-    for (name, value) in &m.facts {
-        b = b.header(format!("X-SMS-{name}"), Raw::new(clean(value)));
+    for (name, value) in m.facts.pairs() {
+        b = b.header(name.header(), Raw::new(clean(&value)));
     }
     let body = b
         .text_body(m.text.to_string())
@@ -111,7 +112,11 @@ mod tests {
             hostname: "mta.example.org",
             peer: "127.0.0.1:5062",
             transport: "UDP",
-            facts: vec![("IMSI", "001010000000001".into()), ("TP-MR", "84".into())],
+            facts: &SmsFacts {
+                imsi: Some("001010000000001".into()),
+                tp_mr: Some(84),
+                ..SmsFacts::default()
+            },
         });
         assert!(raw.is_ascii(), "quoted-printable keeps the mail 7-bit");
         let m = MessageParser::default().parse(&raw).unwrap();

@@ -20,6 +20,9 @@
 
 use mail_parser::{Message, MessageParser, MimeHeaders};
 
+pub use super::facts::ReportFacts;
+use super::facts::SmsFacts;
+
 /// How to turn mail into a text.
 #[derive(Debug, Clone)]
 pub struct TextOptions<'a> {
@@ -42,21 +45,6 @@ pub struct TextOptions<'a> {
     pub sender_number: Option<&'a str>,
 }
 
-/// A status report to send instead of a text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportFacts {
-    /// TP-MR of the SUBMIT reported on.
-    pub message_ref: u8,
-    /// Its recipient.
-    pub recipient: String,
-    /// TP-ST (0 = delivered).
-    pub status: u8,
-    /// When the SUBMIT arrived (Unix seconds).
-    pub submitted: u64,
-    /// When it was delivered or finally failed.
-    pub discharged: u64,
-}
-
 /// What the SIP agent sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmsContent {
@@ -77,7 +65,7 @@ pub fn sms_content(raw: &[u8], envelope_sender: &str, opts: &TextOptions<'_>) ->
             report: None,
         };
     };
-    if let Some(r) = report_facts(&m).filter(|_| opts.trusted) {
+    if let Some(r) = SmsFacts::from_message(&m).report.filter(|_| opts.trusted) {
         return SmsContent {
             originator: opts.notice_sender.to_string(),
             text: format!(
@@ -170,17 +158,6 @@ pub fn strip_quotes(text: &str) -> String {
         out.push(line);
     }
     out.join("\n")
-}
-
-fn report_facts(m: &Message<'_>) -> Option<ReportFacts> {
-    let h = |n: &'static str| m.header_raw(n).map(str::trim);
-    Some(ReportFacts {
-        message_ref: h("X-SMS-Report-MR")?.parse().ok()?,
-        recipient: h("X-SMS-Report-Recipient")?.to_string(),
-        status: h("X-SMS-Report-Status")?.parse().ok()?,
-        submitted: h("X-SMS-Report-Submitted")?.parse().ok()?,
-        discharged: h("X-SMS-Report-Discharged")?.parse().ok()?,
-    })
 }
 
 /// Whether the mail is a delivery status notification (RFC 3464).

@@ -27,6 +27,7 @@ use super::short_code;
 use crate::clock::now_unix;
 use crate::config::{self, ShortCode, ShortService, UnknownImsi};
 use crate::identity::{HandsetKey, Msisdn};
+use crate::mail::facts::SmsFacts;
 use crate::mail::from_sms::{self, SmsMail};
 use crate::registry::{self};
 use crate::sms::rp::RpMessage;
@@ -137,16 +138,15 @@ impl Service {
         let ruri_user = Uri::parse(&req.uri).map(|u| u.user).unwrap_or_default();
         let to_smsc = ruri_user.eq_ignore_ascii_case(&self.cfg.sip.smsc_name);
         let sender = self.sender(req).await?;
-        let mut facts: Vec<(String, String)> = Vec::new();
-        if let Some(i) = &sender.imsi {
-            facts.push(("IMSI".into(), i.clone()));
-        }
+        let mut facts = SmsFacts {
+            imsi: sender.imsi.clone(),
+            ..SmsFacts::default()
+        };
         let now = now_unix();
-        let mut validity = None;
         let (dest, text_or_part) = match media.as_str() {
             "text/plain" => plain_text(req, &params, to_smsc, &ruri_user),
             "application/vnd.3gpp.sms" => {
-                match sms_submit(req, to_smsc, &ruri_user, now, &mut facts, &mut validity)? {
+                match sms_submit(req, to_smsc, &ruri_user, now, &mut facts)? {
                     Some(got) => got,
                     None => {
                         // A delivery report or memory-available from the handset (TS 24.341
@@ -164,15 +164,13 @@ impl Service {
             .and_then(|v| v.trim().parse::<u64>().ok());
         let lifetime = crate::delivery::schedule::sms_lifetime(
             self.cfg.queue.sms_lifetime.0,
-            validity.map(Duration::from_secs),
+            facts.validity.map(Duration::from_secs),
             expires.map(Duration::from_secs),
         )
         .as_secs();
         // The number the handset sent to: a status report names it, also when the text went
         // on to an e-mail address (smqueue's "address first" convention).
-        if let Ok(n) = Msisdn::parse(&dest) {
-            facts.push(("TP-DA".into(), n.to_string()));
-        }
+        facts.tp_da = Msisdn::parse(&dest).ok();
         let code = match &text_or_part {
             Ok(text) if !starts_with_email(text) => short_code::find(&self.cfg.short_codes, &dest),
             _ => None,
@@ -301,7 +299,7 @@ impl Service {
                 &from,
                 &to,
                 &reply,
-                &[],
+                &SmsFacts::default(),
                 lifetime,
                 raw.to_vec(),
                 peer,
@@ -353,7 +351,7 @@ impl Service {
         sender: &str,
         rcpt: &str,
         text: &str,
-        facts: &[(String, String)],
+        facts: &SmsFacts,
         lifetime: u64,
         original: Vec<u8>,
         peer: SocketAddr,
@@ -383,10 +381,7 @@ impl Service {
             hostname: &self.cfg.hostname,
             peer: &peer.to_string(),
             transport,
-            facts: facts
-                .iter()
-                .filter_map(|(k, v)| fact_name(k).map(|n| (n, v.clone())))
-                .collect(),
+            facts,
         });
         file.original = original;
         self.writer.commit(file).await.map_err(|e| {
@@ -394,25 +389,6 @@ impl Service {
             (503, "Service Unavailable (queue write error)".to_string())
         })
     }
-}
-
-fn fact_name(k: &str) -> Option<&'static str> {
-    Some(match k {
-        "IMSI" => "IMSI",
-        "RP-MR" => "RP-MR",
-        "SMSC" => "SMSC",
-        "TP-MR" => "TP-MR",
-        "TP-DA" => "TP-DA",
-        "TP-PID" => "TP-PID",
-        "TP-DCS" => "TP-DCS",
-        "Class" => "Class",
-        "Status-Report-Request" => "Status-Report-Request",
-        "Validity" => "Validity",
-        "RP-DATA" => "RP-DATA",
-        "Parts" => "Parts",
-        "Incomplete" => "Incomplete",
-        _ => return None,
-    })
 }
 
 /// What a MESSAGE carried: a whole text, or one part of a concatenated one.
@@ -448,16 +424,15 @@ fn plain_text(
     (dest, Ok(text))
 }
 
-/// An `application/vnd.3gpp.sms` MESSAGE: the RP-DATA's SMS-SUBMIT, its facts added to
-/// `facts` and its validity period (seconds) put in `validity`; the destination is the TP-DA when
+/// An `application/vnd.3gpp.sms` MESSAGE: the RP-DATA's SMS-SUBMIT, its facts (validity period
+/// included) added to `facts`; the destination is the TP-DA when
 /// sent to the SMSC name. `None` for an RP-ACK, RP-ERROR or RP-SMMA from the handset.
 fn sms_submit(
     req: &Request,
     to_smsc: bool,
     ruri_user: &str,
     now: u64,
-    facts: &mut Vec<(String, String)>,
-    validity: &mut Option<u64>,
+    facts: &mut SmsFacts,
 ) -> Result<Option<(String, Payload)>, Refusal> {
     let cte = req.headers.get("Content-Transfer-Encoding");
     let (rp_bytes, _) = body::decode_body(&req.body, cte)
@@ -478,27 +453,15 @@ fn sms_submit(
         }
         Err(e) => return refuse(400, format!("Bad SMS-SUBMIT ({e})")),
     };
-    facts.push(("RP-MR".into(), data.message_ref.to_string()));
-    if let Some(smsc) = &data.destination {
-        facts.push(("SMSC".into(), smsc.to_string()));
-    }
-    facts.push(("TP-MR".into(), submit.message_ref.to_string()));
-    facts.push(("TP-PID".into(), format!("{:02X}", submit.pid)));
-    facts.push(("TP-DCS".into(), format!("{:02X}", submit.dcs.raw)));
-    if let Some(c) = submit.dcs.class {
-        facts.push(("Class".into(), c.to_string()));
-    }
-    let srr = if submit.status_report_request {
-        "yes"
-    } else {
-        "no"
-    };
-    facts.push(("Status-Report-Request".into(), srr.into()));
-    if let Some(v) = submit.validity.and_then(|v| v.duration_secs(now as i64)) {
-        facts.push(("Validity".into(), v.to_string()));
-        *validity = Some(v);
-    }
-    facts.push(("RP-DATA".into(), body::hex_encode(&rp_bytes)));
+    facts.rp_mr = Some(data.message_ref);
+    facts.smsc = data.destination.as_ref().map(ToString::to_string);
+    facts.tp_mr = Some(submit.message_ref);
+    facts.tp_pid = Some(submit.pid);
+    facts.tp_dcs = Some(submit.dcs.raw);
+    facts.class = submit.dcs.class;
+    facts.status_report_request = Some(submit.status_report_request);
+    facts.validity = submit.validity.and_then(|v| v.duration_secs(now as i64));
+    facts.rp_data = Some(rp_bytes);
     let dest = if to_smsc {
         submit.destination.to_string()
     } else {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::clock::now_unix;
+use crate::mail::facts::SmsFacts;
 use crate::sms::segment::{Added, Partial};
 use crate::sms::tpdu::Body;
 use crate::sms::udh::Concat;
@@ -29,11 +30,37 @@ pub(super) struct StoredPart {
     pub(super) sender: String,
     pub(super) dest: String,
     pub(super) lifetime: u64,
-    pub(super) facts: Vec<(String, String)>,
+    /// Stored as the name/value pairs of the queue file's headers, as before the facts were
+    /// typed, so parts held across an upgrade still read.
+    #[serde(with = "fact_pairs")]
+    pub(super) facts: SmsFacts,
     pub(super) peer: String,
     pub(super) transport: String,
     pub(super) original_b64: String,
     pub(super) concat: Concat,
+}
+
+/// [`SmsFacts`] as the `(name, value)` pairs of its header codec.
+mod fact_pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::mail::facts::SmsFacts;
+
+    pub(super) fn serialize<S: Serializer>(f: &SmsFacts, s: S) -> Result<S::Ok, S::Error> {
+        let pairs: Vec<(&str, String)> = f
+            .pairs()
+            .into_iter()
+            .map(|(n, v)| (n.as_str(), v))
+            .collect();
+        pairs.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SmsFacts, D::Error> {
+        let pairs = Vec::<(String, String)>::deserialize(d)?;
+        Ok(SmsFacts::from_pairs(
+            pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        ))
+    }
 }
 
 impl Service {
@@ -103,16 +130,10 @@ impl Service {
             }
         };
         let mut facts = first.facts.clone();
-        facts.retain(|(k, _)| k != "RP-DATA");
-        facts.push((
-            "Parts".into(),
-            format!("{}/{}", parts.len(), first.concat.total),
-        ));
+        facts.rp_data = None;
+        facts.parts = Some((parts.len(), first.concat.total));
         if incomplete {
-            facts.push((
-                "Incomplete".into(),
-                format!("missing parts {:?}", partial.missing()),
-            ));
+            facts.missing = Some(partial.missing());
         }
         let peer: SocketAddr = first
             .peer
