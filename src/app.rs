@@ -2,8 +2,9 @@
 //! delivery worker (queue manager), with a graceful shutdown.
 //!
 //! [`start`] takes the spool's lock (one server per spool), runs start-up recovery, starts the
-//! journal and the registry, binds the listeners (port 0 allowed: [`Running`] tells the
-//! addresses), and returns. [`Running::shutdown`] stops the listeners, lets requests in flight
+//! journal and the registry, binds the listeners ([`Sockets`]; port 0 allowed: [`Running`]
+//! tells the addresses), starts each listener on its bound socket, and returns;
+//! [`start_with`] does the same on sockets handed in. [`Running::shutdown`] stops the listeners, lets requests in flight
 //! finish, then stops the journal within `shutdown_timeout`.
 
 use std::fs::OpenOptions;
@@ -239,16 +240,86 @@ async fn watch_openbts(
     }
 }
 
-/// Starts the server.
+/// The listening sockets, bound before the server starts, so that tests and a supervisor can
+/// hand in sockets of their own ([`start_with`]).
+#[derive(Debug)]
+pub struct Sockets {
+    /// SIP over UDP.
+    pub sip_udp: UdpSocket,
+    /// SIP over TCP.
+    pub sip_tcp: TcpListener,
+    /// SMTP (port 25 role: relay for our domains).
+    pub smtp: TcpListener,
+    /// Submission (port 587 role: authenticated users), if configured.
+    pub submission: Option<TcpListener>,
+}
+
+impl Sockets {
+    /// Binds what the configuration names (port 0 allowed; SIP UDP and TCP share a port).
+    ///
+    /// # Errors
+    /// [`AppError::Bind`] when an address cannot be bound.
+    pub async fn bind(cfg: &Config) -> Result<Sockets, AppError> {
+        let (sip_udp, sip_tcp) = bind_sip(cfg.sip.listen).await?;
+        let smtp = bind_tcp(cfg.smtp.listen).await?;
+        let submission = if cfg.smtp.submission_listen.is_empty() {
+            None
+        } else {
+            let addr: SocketAddr = cfg
+                .smtp
+                .submission_listen
+                .parse()
+                .map_err(|e| AppError::Internal(format!("smtp.submission_listen: {e}")))?;
+            Some(bind_tcp(addr).await?)
+        };
+        Ok(Sockets {
+            sip_udp,
+            sip_tcp,
+            smtp,
+            submission,
+        })
+    }
+}
+
+async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, source })
+}
+
+fn local<T>(r: std::io::Result<T>) -> Result<T, AppError> {
+    r.map_err(|e| AppError::Internal(e.to_string()))
+}
+
+/// Starts the server on the sockets the configuration names.
 ///
 /// # Errors
 /// [`AppError`] when the spool, the registry or a listener cannot be set up.
 pub async fn start(config: Config) -> Result<Running, AppError> {
     let cfg = Arc::new(config);
-    let c = Arc::clone(&cfg);
-    let server = tokio::task::spawn_blocking(move || Server::start(&c))
+    let server = start_spool(&cfg).await?;
+    let sockets = Sockets::bind(&cfg).await?;
+    run(cfg, server, sockets).await
+}
+
+/// Starts the server on sockets already bound (their addresses win over the configuration's).
+///
+/// # Errors
+/// [`AppError`] when the spool or the registry cannot be set up.
+pub async fn start_with(config: Config, sockets: Sockets) -> Result<Running, AppError> {
+    let cfg = Arc::new(config);
+    let server = start_spool(&cfg).await?;
+    run(cfg, server, sockets).await
+}
+
+async fn start_spool(cfg: &Arc<Config>) -> Result<Server, AppError> {
+    let c = Arc::clone(cfg);
+    tokio::task::spawn_blocking(move || Server::start(&c))
         .await
-        .map_err(|e| AppError::Internal(e.to_string()))??;
+        .map_err(|e| AppError::Internal(e.to_string()))?
+}
+
+async fn run(cfg: Arc<Config>, server: Server, sockets: Sockets) -> Result<Running, AppError> {
     let registry = Registry::open_with(
         cfg.registry_path(),
         cfg.openbts_path(),
@@ -256,6 +327,15 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
     )?;
     let (reachable, _) = broadcast::channel(1024);
     let writer = server.writer().clone();
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let sip_udp = local(sockets.sip_udp.local_addr())?;
+    let sip_tcp = local(sockets.sip_tcp.local_addr())?;
+    let smtp = local(sockets.smtp.local_addr())?;
+    let submission = match &sockets.submission {
+        Some(l) => Some(local(l.local_addr())?),
+        None => None,
+    };
     let service = Arc::new(Service::new(
         Arc::clone(&cfg),
         writer.clone(),
@@ -263,57 +343,67 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         reachable.clone(),
     ));
     service.restore_seen().await;
-    let (udp, tcp) = bind_sip(cfg.sip.listen).await?;
-    let sip_udp = udp
-        .local_addr()
-        .map_err(|e| AppError::Internal(e.to_string()))?;
-    let sip_tcp = tcp
-        .local_addr()
-        .map_err(|e| AppError::Internal(e.to_string()))?;
-    let smtp_listener =
-        TcpListener::bind(cfg.smtp.listen)
-            .await
-            .map_err(|source| AppError::Bind {
-                addr: cfg.smtp.listen,
-                source,
-            })?;
-    let smtp = smtp_listener
-        .local_addr()
-        .map_err(|e| AppError::Internal(e.to_string()))?;
-    let shutdown = CancellationToken::new();
-    let mut tasks = JoinSet::new();
     let smtp_server = Arc::new(
         SmtpServer::new(Arc::clone(&cfg), writer.clone(), registry.clone())
             .map_err(|e| AppError::Internal(e.to_string()))?,
     );
-    let submission = if cfg.smtp.submission_listen.is_empty() {
-        None
-    } else {
-        let addr: SocketAddr = cfg
-            .smtp
-            .submission_listen
-            .parse()
-            .map_err(|e| AppError::Internal(format!("smtp.submission_listen: {e}")))?;
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AppError::Bind { addr, source })?;
-        let bound = l
-            .local_addr()
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        tasks.spawn(smtp_listener::run(
-            l,
-            Arc::clone(&smtp_server),
-            true,
-            shutdown.clone(),
-        ));
-        Some(bound)
-    };
+    if let Some(l) = sockets.submission {
+        let server = Arc::clone(&smtp_server);
+        tasks.spawn(smtp_listener::run(l, server, true, shutdown.clone()));
+    }
     tasks.spawn(smtp_listener::run(
-        smtp_listener,
-        Arc::clone(&smtp_server),
+        sockets.smtp,
+        smtp_server,
         false,
         shutdown.clone(),
     ));
+    spawn_sip(
+        &mut tasks,
+        &cfg,
+        service,
+        sockets.sip_udp,
+        sockets.sip_tcp,
+        &shutdown,
+    );
+    if let Some(path) = cfg.openbts_path()
+        && !cfg.registry.openbts_poll.0.is_zero()
+    {
+        tasks.spawn(watch_openbts(
+            path,
+            cfg.registry.openbts_poll.0,
+            reachable.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if cfg.delivery.enabled {
+        spawn_delivery(&mut tasks, &cfg, &writer, &registry, &reachable, &shutdown).await?;
+    }
+    info!("{}", ready_line(&cfg, sip_udp, sip_tcp, smtp, submission));
+    Ok(Running {
+        sip_udp,
+        sip_tcp,
+        smtp,
+        submission,
+        registry,
+        reachable,
+        writer,
+        server,
+        shutdown,
+        tasks,
+        timeout: cfg.shutdown_timeout.0,
+    })
+}
+
+/// The SIP listeners, the persistence of the duplicate window and the sweep of parts held
+/// past `concat_timeout`.
+fn spawn_sip(
+    tasks: &mut JoinSet<()>,
+    cfg: &Config,
+    service: Arc<Service>,
+    udp: UdpSocket,
+    tcp: TcpListener,
+    shutdown: &CancellationToken,
+) {
     {
         let (service, shutdown) = (Arc::clone(&service), shutdown.clone());
         tasks.spawn(async move { service.persist_seen(shutdown).await });
@@ -331,79 +421,68 @@ pub async fn start(config: Config) -> Result<Running, AppError> {
         cfg.sip.tcp_idle_timeout.0,
         shutdown.clone(),
     ));
-    {
-        let service = Arc::clone(&service);
-        let shutdown = shutdown.clone();
-        let every =
-            (cfg.sip.concat_timeout.0 / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
-        tasks.spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(every) => service.sweep_parts().await,
-                }
+    let shutdown = shutdown.clone();
+    let every =
+        (cfg.sip.concat_timeout.0 / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => service.sweep_parts().await,
             }
-        });
-    }
-    if let Some(path) = cfg.openbts_path()
-        && !cfg.registry.openbts_poll.0.is_zero()
-    {
-        tasks.spawn(watch_openbts(
-            path,
-            cfg.registry.openbts_poll.0,
-            reachable.clone(),
-            shutdown.clone(),
-        ));
-    }
-    if cfg.delivery.enabled {
-        // The hook goes in before the manager's first scan: a message published in between
-        // is found by both, which the schedule takes once.
-        let hints = manager::hints(writer.spool(), cfg.domains.clone());
-        let ctx = manager::Ctx::new(Arc::clone(&cfg), writer.clone(), registry.clone())
-            .await
-            .map_err(|e| {
-                AppError::Internal(format!("delivery: cannot bind the SIP client: {e}"))
-            })?;
-        tasks.spawn(manager::supervise(
-            Arc::new(ctx),
-            hints,
-            reachable.clone(),
-            shutdown.clone(),
-        ));
-    }
-    info!(
-        "smsmta ready: spool {}, journal {}, domains {:?}, sip udp {sip_udp} tcp {sip_tcp}, smtp {smtp}, submission {}, delivery {}",
+        }
+    });
+}
+
+/// The queue manager, under its supervisor.
+async fn spawn_delivery(
+    tasks: &mut JoinSet<()>,
+    cfg: &Arc<Config>,
+    writer: &Writer,
+    registry: &Registry,
+    reachable: &broadcast::Sender<Reachable>,
+    shutdown: &CancellationToken,
+) -> Result<(), AppError> {
+    // The hook goes in before the manager's first scan: a message published in between is
+    // found by both, which the schedule takes once.
+    let hints = manager::hints(writer.spool(), cfg.domains.clone());
+    let ctx = manager::Ctx::new(Arc::clone(cfg), writer.clone(), registry.clone())
+        .await
+        .map_err(|e| AppError::Internal(format!("delivery: cannot bind the SIP client: {e}")))?;
+    tasks.spawn(manager::supervise(
+        Arc::new(ctx),
+        hints,
+        reachable.clone(),
+        shutdown.clone(),
+    ));
+    Ok(())
+}
+
+/// The start-up line: what listens where.
+fn ready_line(
+    cfg: &Config,
+    sip_udp: SocketAddr,
+    sip_tcp: SocketAddr,
+    smtp: SocketAddr,
+    submission: Option<SocketAddr>,
+) -> String {
+    let delivery = if cfg.delivery.enabled {
+        let relay = if cfg.delivery.smarthost.is_empty() {
+            "none: MX"
+        } else {
+            cfg.delivery.smarthost.as_str()
+        };
+        format!("on (bts {}, smarthost {relay})", cfg.delivery.bts)
+    } else {
+        "off".to_string()
+    };
+    format!(
+        "smsmta ready: spool {}, journal {}, domains {:?}, sip udp {sip_udp} tcp {sip_tcp}, smtp {smtp}, submission {}, delivery {delivery}",
         cfg.spool_dir.display(),
         if cfg.spool.journal { "on" } else { "off" },
         cfg.domains,
         submission.map_or("off".to_string(), |a| a.to_string()),
-        if cfg.delivery.enabled {
-            format!(
-                "on (bts {}, smarthost {})",
-                cfg.delivery.bts,
-                if cfg.delivery.smarthost.is_empty() {
-                    "none: MX"
-                } else {
-                    cfg.delivery.smarthost.as_str()
-                }
-            )
-        } else {
-            "off".to_string()
-        }
-    );
-    Ok(Running {
-        sip_udp,
-        sip_tcp,
-        smtp,
-        submission,
-        registry,
-        reachable,
-        writer,
-        server,
-        shutdown,
-        tasks,
-        timeout: cfg.shutdown_timeout.0,
-    })
+    )
 }
 
 impl Running {
