@@ -262,6 +262,21 @@ impl SmtpServer {
         })
     }
 
+    /// Whether `msisdn` (a recipient's local part) is an enabled subscriber. An IMSI-only
+    /// handset is one when a subscriber has that IMSI, or when the operator lets unknown IMSIs
+    /// text (`[sip] unknown_imsi = "accept"`): replies to their texts must arrive.
+    async fn is_subscriber(&self, msisdn: &str) -> Result<bool, crate::registry::RegistryError> {
+        let any_imsi = self.cfg.sip.unknown_imsi == crate::config::UnknownImsi::Accept
+            && msisdn.starts_with("IMSI");
+        match crate::identity::HandsetKey::parse(msisdn) {
+            Ok(key) => Ok(match self.registry.subscriber(&key).await? {
+                Some(s) => s.enabled,
+                None => any_imsi,
+            }),
+            Err(_) => Ok(false),
+        }
+    }
+
     /// Checks a password against the user's SHA-512 crypt hash (off the async threads: the
     /// hash is deliberately slow).
     ///
@@ -474,6 +489,95 @@ async fn connection(
     }
 }
 
+/// The first step for one line: the rate limit and the disk reserve are asked before MAIL,
+/// the session decides the rest.
+fn first_step(
+    session: &mut Session,
+    line: &[u8],
+    too_long: bool,
+    bare_lf: bool,
+    peer: SocketAddr,
+    server: &SmtpServer,
+) -> Step {
+    let is_mail = !session.in_data()
+        && line
+            .get(..4)
+            .is_some_and(|c| c.eq_ignore_ascii_case(b"MAIL"));
+    if is_mail
+        && server
+            .limiter
+            .exceeded(&limit_key(session, peer), crate::clock::now_unix())
+    {
+        Step::Reply(
+            "450 4.7.1 Error: too many messages from this client, try again later\r\n".into(),
+        )
+    } else if is_mail && server.writer.spool().low_on_space() {
+        Step::Reply("452 4.3.1 Error: insufficient system storage\r\n".into())
+    } else {
+        session.line(line, too_long, bare_lf)
+    }
+}
+
+/// Carries out `step` and those it leads to (AUTH checks, subscriber lookups, commits) until
+/// a reply; the replies collect in `out`. `Some` when the session ends or asks for TLS (what
+/// is in `out` is then written).
+async fn run_step<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    session: &mut Session,
+    mut step: Step,
+    peer: SocketAddr,
+    server: &SmtpServer,
+    out: &mut String,
+) -> std::io::Result<Option<Outcome>> {
+    let idle = server.cfg.smtp.idle_timeout.0;
+    loop {
+        match step {
+            Step::Reply(r) => {
+                out.push_str(&r);
+                return Ok(None);
+            }
+            Step::Close(r) => {
+                out.push_str(&r);
+                write_within(stream, out.as_bytes(), idle).await?;
+                return Ok(Some(Outcome::Closed));
+            }
+            Step::StartTls(r) => {
+                out.push_str(&r);
+                write_within(stream, out.as_bytes(), idle).await?;
+                tokio::time::timeout(idle, stream.flush())
+                    .await
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+                // Anything pipelined after STARTTLS is dropped (RFC 3207 5).
+                return Ok(Some(Outcome::StartTls));
+            }
+            Step::Authenticate { user, password } => {
+                let ok = server.check_password(&user, password, peer.ip()).await;
+                info!(%peer, "smtp AUTH {user}: {}", if ok { "ok" } else { "failed" });
+                step = session.auth_result(user, ok);
+            }
+            Step::CheckSubscriber { address, msisdn } => {
+                step = match server.is_subscriber(&msisdn).await {
+                    Ok(k) => session.recipient_checked(address, k),
+                    Err(e) => {
+                        warn!("smtp registry lookup: {e}");
+                        Step::Reply("451 4.3.0 Error: subscriber lookup failed\r\n".into())
+                    }
+                };
+            }
+            Step::Commit(accepted) => {
+                let n = accepted.recipients.len();
+                let r = server.commit(accepted, peer).await;
+                if r.is_ok() {
+                    server
+                        .limiter
+                        .record(&limit_key(session, peer), n, crate::clock::now_unix());
+                }
+                step = session.committed(r);
+            }
+        }
+    }
+}
+
 /// Runs the session over `stream` until it closes, asks for TLS, or passes `deadline` (the
 /// whole session) or `[smtp] data_timeout` (one DATA phase). Every read waits at most
 /// `idle_timeout`, every write as long.
@@ -501,84 +605,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             let too_long = std::mem::take(&mut discarding) || end - start > LINE_BUF;
             let line = &buf[start..end.min(start + LINE_BUF)];
             start = pos + 1;
-            let is_mail = !session.in_data()
-                && line
-                    .get(..4)
-                    .is_some_and(|c| c.eq_ignore_ascii_case(b"MAIL"));
-            let mut step = if is_mail
-                && server
-                    .limiter
-                    .exceeded(&limit_key(session, peer), crate::clock::now_unix())
-            {
-                Step::Reply(
-                    "450 4.7.1 Error: too many messages from this client, try again later\r\n"
-                        .into(),
-                )
-            } else if is_mail && server.writer.spool().low_on_space() {
-                Step::Reply("452 4.3.1 Error: insufficient system storage\r\n".into())
-            } else {
-                session.line(line, too_long, bare_lf)
-            };
-            loop {
-                match step {
-                    Step::Reply(r) => {
-                        out.push_str(&r);
-                        break;
-                    }
-                    Step::Close(r) => {
-                        out.push_str(&r);
-                        write_within(stream, out.as_bytes(), idle).await?;
-                        return Ok(Outcome::Closed);
-                    }
-                    Step::StartTls(r) => {
-                        out.push_str(&r);
-                        write_within(stream, out.as_bytes(), idle).await?;
-                        tokio::time::timeout(idle, stream.flush())
-                            .await
-                            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-                        // Anything pipelined after STARTTLS is dropped (RFC 3207 5).
-                        return Ok(Outcome::StartTls);
-                    }
-                    Step::Authenticate { user, password } => {
-                        let ok = server.check_password(&user, password, peer.ip()).await;
-                        info!(%peer, "smtp AUTH {user}: {}", if ok { "ok" } else { "failed" });
-                        step = session.auth_result(user, ok);
-                    }
-                    Step::CheckSubscriber { address, msisdn } => {
-                        // An IMSI-only handset is reachable when a subscriber has that IMSI,
-                        // or when the operator lets unknown IMSIs text (`[sip] unknown_imsi =
-                        // "accept"`): replies to their texts must arrive.
-                        let any_imsi = server.cfg.sip.unknown_imsi
-                            == crate::config::UnknownImsi::Accept
-                            && msisdn.starts_with("IMSI");
-                        let known = match crate::identity::HandsetKey::parse(&msisdn) {
-                            Ok(key) => server.registry.subscriber(&key).await.map(|s| match s {
-                                Some(s) => s.enabled,
-                                None => any_imsi,
-                            }),
-                            Err(_) => Ok(false),
-                        };
-                        step = match known {
-                            Ok(k) => session.recipient_checked(address, k),
-                            Err(e) => {
-                                warn!("smtp registry lookup: {e}");
-                                Step::Reply("451 4.3.0 Error: subscriber lookup failed\r\n".into())
-                            }
-                        };
-                    }
-                    Step::Commit(accepted) => {
-                        let n = accepted.recipients.len();
-                        let r = server.commit(accepted, peer).await;
-                        if r.is_ok() {
-                            server.limiter.record(
-                                &limit_key(session, peer),
-                                n,
-                                crate::clock::now_unix(),
-                            );
-                        }
-                        step = session.committed(r);
-                    }
-                }
+            let step = first_step(session, line, too_long, bare_lf, peer, server);
+            if let Some(done) = run_step(stream, session, step, peer, server, &mut out).await? {
+                return Ok(done);
             }
         }
         buf.drain(..start);
@@ -622,15 +651,19 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             return Ok(Outcome::Closed);
         }
         if discarding {
-            // Drop the rest of an over-long line up to its end; the LF that is kept ends the
-            // truncated line, and `discarding` flags it as too long.
-            let fresh = buf.len() - n;
-            match buf[fresh..].iter().position(|b| *b == b'\n') {
-                Some(p) => {
-                    buf.drain(fresh..fresh + p);
-                }
-                None => buf.truncate(fresh),
-            }
+            discard_rest(&mut buf, n);
         }
+    }
+}
+
+/// Drops the rest of an over-long line from the `n` octets just read, up to its end; the LF
+/// that is kept ends the truncated line (which the caller flags as too long).
+fn discard_rest(buf: &mut Vec<u8>, n: usize) {
+    let fresh = buf.len().saturating_sub(n);
+    match buf.get(fresh..).and_then(|b| b.iter().position(|c| *c == b'\n')) {
+        Some(p) => {
+            buf.drain(fresh..fresh + p);
+        }
+        None => buf.truncate(fresh),
     }
 }
