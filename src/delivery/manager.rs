@@ -24,7 +24,7 @@
 //! Standards: RFC 5321 4.5.4 (retries), 4.5.5 (no bounce to a bounce), RFC 3464 (DSN),
 //! RFC 3428 (one MESSAGE at a time per handset), TS 23.040 (status reports).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -305,33 +305,20 @@ pub async fn run(
     // Held for the manager's life; a restarted manager (see [`supervise`]) takes it again.
     let mut guard = hints.lock_owned().await;
     let hints = &mut *guard;
-    let domains = ctx.cfg.domains.clone();
+    let mut m = Manager::new(ctx);
     let started = std::time::Instant::now();
-    let mut sched = Schedule::new();
-    rescan(&ctx, &domains, &mut sched, &HashSet::new()).await;
+    rescan(&m.ctx, &m.domains, &mut m.sched, &HashSet::new()).await;
     info!(
         "queue manager: {} messages scheduled in {:.3}s",
-        sched.len(),
+        m.sched.len(),
         started.elapsed().as_secs_f64()
     );
-    let max_jobs = ctx.cfg.delivery.max_jobs;
-    let rescan_every = ctx.cfg.delivery.rescan_interval.0;
+    let rescan_every = m.ctx.cfg.delivery.rescan_interval.0;
     let mut next_rescan = tokio::time::Instant::now() + rescan_every;
-    let mut jobs: JoinSet<(QueueId, Finished)> = JoinSet::new();
-    // Messages held in memory (spool::claims) until their job takes them.
-    let mut mem: std::collections::HashMap<QueueId, Vec<u8>> = std::collections::HashMap::new();
-    let mut running: std::collections::HashMap<tokio::task::Id, QueueId> =
-        std::collections::HashMap::new();
     loop {
         let now = now_unix();
-        while jobs.len() < max_jobs {
-            let Some(ready) = sched.next_ready(now) else {
-                break;
-            };
-            let h = jobs.spawn(deliver(Arc::clone(&ctx), ready, mem.remove(&ready.id)));
-            running.insert(h.id(), ready.id);
-        }
-        let wake = match sched.next_due() {
+        m.start_due(now);
+        let wake = match m.sched.next_due() {
             Some(d) if d > now => until_second(d),
             _ => rescan_every,
         };
@@ -343,35 +330,12 @@ pub async fn run(
                 let mut next = Some(h);
                 // Take what else is waiting without a pass through the loop for each.
                 while let Some(h) = next {
-                    match h {
-                        Hint::Published { id, due, keys } => sched.upsert(id, due, keys),
-                        Hint::Held { id, bytes } => {
-                            // Due when its first pending recipient is (a message that does
-                            // not peek is left to the job's full decode).
-                            let (due, keys) = QueueFile::peek_envelope(&bytes)
-                                .map(|env| schedule_facts(&env, &domains))
-                                .unwrap_or_default();
-                            mem.insert(id, bytes);
-                            sched.upsert(id, due.unwrap_or(0), keys);
-                        }
-                    }
+                    m.hint(h);
                     next = hints.rx.try_recv().ok();
                 }
             }
             r = reachable.recv() => match r {
-                Ok(r) => {
-                    let now = now_unix();
-                    let mut n = match HandsetKey::parse(&r.aor) {
-                        Ok(k) => sched.make_due(&k.to_string(), now),
-                        Err(_) => 0,
-                    };
-                    if let Some(m) = &r.msisdn {
-                        n += sched.make_due(m, now);
-                    }
-                    if n > 0 {
-                        info!("queue manager: {} registered, {n} message(s) due now", r.aor);
-                    }
-                }
+                Ok(r) => m.reachable(&r),
                 Err(broadcast::error::RecvError::Lagged(k)) => {
                     warn!("queue manager: {k} REGISTER notifications missed; rescanning");
                     next_rescan = tokio::time::Instant::now();
@@ -380,18 +344,7 @@ pub async fn run(
                     reachable = broadcast::channel(1).1;
                 }
             },
-            Some(done) = jobs.join_next_with_id(), if !jobs.is_empty() => match done {
-                Ok((tid, (id, finished))) => {
-                    running.remove(&tid);
-                    sched.finish(id, finished);
-                }
-                Err(e) => {
-                    if let Some(id) = running.remove(&e.id()) {
-                        error!("{id}: delivery job failed: {e}; retried after a restart");
-                        sched.finish(id, Finished::default());
-                    }
-                }
-            },
+            Some(done) = m.jobs.join_next_with_id(), if !m.jobs.is_empty() => m.finished(done),
             _ = hints.notify.notified() => {
                 if hints.overflow.swap(false, Ordering::Relaxed) {
                     next_rescan = tokio::time::Instant::now();
@@ -401,22 +354,116 @@ pub async fn run(
         }
         if tokio::time::Instant::now() >= next_rescan {
             next_rescan = tokio::time::Instant::now() + rescan_every;
-            let held: HashSet<QueueId> = mem.keys().copied().collect();
-            rescan(&ctx, &domains, &mut sched, &held).await;
+            let held: HashSet<QueueId> = m.mem.keys().copied().collect();
+            rescan(&m.ctx, &m.domains, &mut m.sched, &held).await;
         }
     }
-    let grace = ctx.cfg.shutdown_timeout.0 / 2;
-    if tokio::time::timeout(grace, async { while jobs.join_next().await.is_some() {} })
-        .await
-        .is_err()
-    {
-        warn!(
-            "queue manager: {} deliveries still running at shutdown; they are retried after restart",
-            jobs.len()
-        );
-        jobs.abort_all();
-    }
+    m.drain().await;
     info!("queue manager stopped");
+}
+
+type JobResult = Result<(tokio::task::Id, (QueueId, Finished)), tokio::task::JoinError>;
+
+/// The queue manager's state: the schedule, the jobs running, the messages held in memory.
+struct Manager {
+    ctx: Arc<Ctx>,
+    domains: Vec<String>,
+    sched: Schedule,
+    jobs: JoinSet<(QueueId, Finished)>,
+    /// Messages held in memory (spool::claims) until their job takes them.
+    mem: HashMap<QueueId, Vec<u8>>,
+    running: HashMap<tokio::task::Id, QueueId>,
+}
+
+impl Manager {
+    fn new(ctx: Arc<Ctx>) -> Manager {
+        Manager {
+            domains: ctx.cfg.domains.clone(),
+            ctx,
+            sched: Schedule::new(),
+            jobs: JoinSet::new(),
+            mem: HashMap::new(),
+            running: HashMap::new(),
+        }
+    }
+
+    /// Starts a job for each message due, up to `max_jobs` running.
+    fn start_due(&mut self, now: u64) {
+        while self.jobs.len() < self.ctx.cfg.delivery.max_jobs {
+            let Some(ready) = self.sched.next_ready(now) else {
+                break;
+            };
+            let held = self.mem.remove(&ready.id);
+            let h = self.jobs.spawn(deliver(Arc::clone(&self.ctx), ready, held));
+            self.running.insert(h.id(), ready.id);
+        }
+    }
+
+    /// A message published to the queue, or handed over in memory.
+    fn hint(&mut self, h: Hint) {
+        match h {
+            Hint::Published { id, due, keys } => self.sched.upsert(id, due, keys),
+            Hint::Held { id, bytes } => {
+                // Due when its first pending recipient is (a message that does not peek is
+                // left to the job's full decode).
+                let (due, keys) = QueueFile::peek_envelope(&bytes)
+                    .map(|env| schedule_facts(&env, &self.domains))
+                    .unwrap_or_default();
+                self.mem.insert(id, bytes);
+                self.sched.upsert(id, due.unwrap_or(0), keys);
+            }
+        }
+    }
+
+    /// A handset registered: its messages are due now.
+    fn reachable(&mut self, r: &Reachable) {
+        let now = now_unix();
+        let mut n = match HandsetKey::parse(&r.aor) {
+            Ok(k) => self.sched.make_due(&k.to_string(), now),
+            Err(_) => 0,
+        };
+        if let Some(m) = &r.msisdn {
+            n += self.sched.make_due(m, now);
+        }
+        if n > 0 {
+            info!(
+                "queue manager: {} registered, {n} message(s) due now",
+                r.aor
+            );
+        }
+    }
+
+    /// A job ended; one that failed leaves its message to the next scan.
+    fn finished(&mut self, done: JobResult) {
+        match done {
+            Ok((tid, (id, finished))) => {
+                self.running.remove(&tid);
+                self.sched.finish(id, finished);
+            }
+            Err(e) => {
+                if let Some(id) = self.running.remove(&e.id()) {
+                    error!("{id}: delivery job failed: {e}; retried after a restart");
+                    self.sched.finish(id, Finished::default());
+                }
+            }
+        }
+    }
+
+    /// Lets running jobs finish within half the shutdown timeout, then stops them.
+    async fn drain(&mut self) {
+        let grace = self.ctx.cfg.shutdown_timeout.0 / 2;
+        let jobs = &mut self.jobs;
+        if tokio::time::timeout(grace, async { while jobs.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            warn!(
+                "queue manager: {} deliveries still running at shutdown; they are retried after restart",
+                self.jobs.len()
+            );
+            self.jobs.abort_all();
+        }
+    }
 }
 
 /// How long until the start of Unix second `t`.

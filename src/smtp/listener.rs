@@ -660,7 +660,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 /// that is kept ends the truncated line (which the caller flags as too long).
 fn discard_rest(buf: &mut Vec<u8>, n: usize) {
     let fresh = buf.len().saturating_sub(n);
-    match buf.get(fresh..).and_then(|b| b.iter().position(|c| *c == b'\n')) {
+    match buf
+        .get(fresh..)
+        .and_then(|b| b.iter().position(|c| *c == b'\n'))
+    {
         Some(p) => {
             buf.drain(fresh..fresh + p);
         }

@@ -177,95 +177,119 @@ pub(super) struct Job<'a> {
     outbound: Option<Vec<u8>>,
 }
 
+/// What one job's attempts add up to.
+#[derive(Default)]
+struct Tally {
+    finished: Finished,
+    /// Failed for good in this job.
+    failures: Vec<Failure>,
+    /// Their indexes in the envelope.
+    failed_now: Vec<usize>,
+    /// Status reports owed: recipient and TP-ST.
+    reports: Vec<(String, u8)>,
+}
+
 impl Job<'_> {
     fn cfg(&self) -> &Config {
         &self.ctx.cfg
     }
 
     async fn run(&mut self, forced: bool) -> Finished {
-        let id = self.file.id();
         crate::fault::panic_if_marked(crate::fault::Point::Delivery, &self.file.message);
         let now = now_unix();
-        let mut finished = Finished::default();
-        let mut failures: Vec<Failure> = Vec::new();
-        let mut failed_now: Vec<usize> = Vec::new();
-        let mut reports: Vec<(String, u8)> = Vec::new();
-        let domains = self.cfg().domains.clone();
+        let mut tally = Tally::default();
         for i in 0..self.file.envelope.recipients.len() {
             let r = &self.file.envelope.recipients[i];
-            if r.state != RcptState::Pending || !(forced || r.next_attempt <= now) {
-                continue;
+            if r.state == RcptState::Pending && (forced || r.next_attempt <= now) {
+                self.recipient(i, now, &mut tally).await;
             }
-            let address = r.address.clone();
-            let attempts = r.attempts + 1;
-            let dest = route::classify(&address, &domains);
-            let (outcome, relay) = if schedule::expired(self.file.envelope.expires, now) {
-                (expired_outcome(), "none".to_string())
-            } else {
-                self.attempt(&address, dest.as_ref(), attempts).await
-            };
-            let outcome = match outcome {
-                Outcome::Retry { .. } if schedule::expired(self.file.envelope.expires, now) => {
-                    expired_outcome()
-                }
-                o => o,
-            };
-            let key = match &dest {
-                Some(Dest::Handset(k)) => Some(k.to_string()),
-                _ => None,
-            };
-            let env = &mut self.file.envelope;
-            let rcpt = &mut env.recipients[i];
-            rcpt.attempts = attempts;
-            let (status, reason) = match &outcome {
-                Outcome::Delivered => {
-                    rcpt.state = RcptState::Delivered;
-                    rcpt.last_reply = Some(format!("delivered via {relay}"));
-                    if let Some(k) = key {
-                        finished.delivered_keys.push(k);
-                    }
-                    reports.extend(notice::report_status(&outcome).map(|st| (address.clone(), st)));
-                    ("sent", "delivered".to_string())
-                }
-                Outcome::Retry {
-                    reason,
-                    retry_after,
-                } => {
-                    let handset = matches!(dest, Some(Dest::Handset(_)));
-                    let next = schedule::retry_at(
-                        env.arrival,
-                        env.expires,
-                        now,
-                        Backoff::configured(&self.ctx.cfg.delivery, handset),
-                        *retry_after,
-                        env.id.0.micros() / 1_000_000,
-                    );
-                    rcpt.next_attempt = next;
-                    rcpt.last_reply = Some(reason.clone());
-                    if let Some(k) = key {
-                        finished.deferred_keys.push((k, next));
-                    }
-                    ("deferred", reason.clone())
-                }
-                Outcome::Bounce { reason, status } => {
-                    rcpt.state = RcptState::Failed;
-                    rcpt.last_reply = Some(reason.clone());
-                    failed_now.push(i);
-                    failures.push(Failure {
-                        recipient: address.clone(),
-                        status: status.to_string(),
-                        reason: reason.clone(),
-                    });
-                    reports.extend(notice::report_status(&outcome).map(|st| (address.clone(), st)));
-                    ("bounced", reason.clone())
-                }
-            };
-            info!(
-                queue_id = %id,
-                "{id}: to=<{address}>, relay={relay}, delay={}, attempts={attempts}, status={status} ({reason})",
-                delay(env.id.0)
-            );
         }
+        let was_warned = self.file.envelope.warned;
+        for n in self.notices(&tally, now) {
+            let (id, nid) = (self.file.id(), n.id());
+            if let Err(e) = self.ctx.writer.commit(n).await {
+                // Keep the original as it was: the notice is retried with it.
+                error!("{id}: cannot queue notice {nid}: {e}; will retry");
+                return self.put_back(now, &tally.failed_now, was_warned).await;
+            }
+            info!(queue_id = %id, "{id}: sender notice: {nid}");
+        }
+        self.save(now, tally.finished).await
+    }
+
+    /// One attempt for recipient `i`: route, deliver (or expire), classify, record the new
+    /// state in the envelope and the log.
+    async fn recipient(&mut self, i: usize, now: u64, tally: &mut Tally) {
+        let id = self.file.id();
+        let r = &self.file.envelope.recipients[i];
+        let address = r.address.clone();
+        let attempts = r.attempts + 1;
+        let dest = route::classify(&address, &self.cfg().domains);
+        let (outcome, relay) = if schedule::expired(self.file.envelope.expires, now) {
+            (expired_outcome(), "none".to_string())
+        } else {
+            self.attempt(&address, dest.as_ref(), attempts).await
+        };
+        let outcome = match outcome {
+            Outcome::Retry { .. } if schedule::expired(self.file.envelope.expires, now) => {
+                expired_outcome()
+            }
+            o => o,
+        };
+        let key = match &dest {
+            Some(Dest::Handset(k)) => Some(k.to_string()),
+            _ => None,
+        };
+        let backoff = Backoff::configured(
+            &self.ctx.cfg.delivery,
+            matches!(dest, Some(Dest::Handset(_))),
+        );
+        let env = &mut self.file.envelope;
+        let (arrival, expires, seed) = (env.arrival, env.expires, env.id.0.micros() / 1_000_000);
+        let rcpt = &mut env.recipients[i];
+        rcpt.attempts = attempts;
+        let (status, reason) = match &outcome {
+            Outcome::Delivered => {
+                rcpt.state = RcptState::Delivered;
+                rcpt.last_reply = Some(format!("delivered via {relay}"));
+                tally.finished.delivered_keys.extend(key);
+                ("sent", "delivered".to_string())
+            }
+            Outcome::Retry {
+                reason,
+                retry_after,
+            } => {
+                let next = schedule::retry_at(arrival, expires, now, backoff, *retry_after, seed);
+                rcpt.next_attempt = next;
+                rcpt.last_reply = Some(reason.clone());
+                tally.finished.deferred_keys.extend(key.map(|k| (k, next)));
+                ("deferred", reason.clone())
+            }
+            Outcome::Bounce { reason, status } => {
+                rcpt.state = RcptState::Failed;
+                rcpt.last_reply = Some(reason.clone());
+                tally.failed_now.push(i);
+                tally.failures.push(Failure {
+                    recipient: address.clone(),
+                    status: status.to_string(),
+                    reason: reason.clone(),
+                });
+                ("bounced", reason.clone())
+            }
+        };
+        tally
+            .reports
+            .extend(notice::report_status(&outcome).map(|st| (address.clone(), st)));
+        info!(
+            queue_id = %id,
+            "{id}: to=<{address}>, relay={relay}, delay={}, attempts={attempts}, status={status} ({reason})",
+            delay(env.id.0)
+        );
+    }
+
+    /// What the sender is told after this job: a failure notice, a delay warning, status
+    /// reports.
+    fn notices(&mut self, tally: &Tally, now: u64) -> Vec<QueueFile> {
         let mut notices: Vec<QueueFile> = Vec::new();
         let notify = notice::should_notify(
             &self.file.envelope.sender,
@@ -273,24 +297,14 @@ impl Job<'_> {
             &self.file.message,
             &self.ctx.cfg.domains,
         );
-        if notify && !failures.is_empty() {
-            notices.push(self.notice(DsnKind::Failed, &failures, now));
+        if notify && !tally.failures.is_empty() {
+            notices.push(self.notice(DsnKind::Failed, &tally.failures, now));
         }
-        let was_warned = self.file.envelope.warned;
         if let Some(w) = self.delay_warning(notify, now) {
             notices.push(w);
         }
-        notices.extend(self.status_reports(&reports, now));
-        for n in notices {
-            let nid = n.id();
-            if let Err(e) = self.ctx.writer.commit(n).await {
-                // Keep the original as it was: the notice is retried with it.
-                error!("{id}: cannot queue notice {nid}: {e}; will retry");
-                return self.put_back(now, &failed_now, was_warned).await;
-            }
-            info!(queue_id = %id, "{id}: sender notice: {nid}");
-        }
-        self.save(now, finished).await
+        notices.extend(self.status_reports(&tally.reports, now));
+        notices
     }
 
     /// After a failure to queue its notices: the recipients that failed in this job become
