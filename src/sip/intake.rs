@@ -128,46 +128,21 @@ impl Service {
             // Never a 5xx that is final for a full disk: the BTS tries again later.
             return refuse(503, "Service Unavailable (low on disk space)");
         }
-        let ctype = req.headers.get("Content-Type").unwrap_or("");
-        let mut parts = ctype.split(';');
-        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let params = message::parse_params(&ctype[ctype.find(';').unwrap_or(ctype.len())..]);
         if req.body.iter().all(u8::is_ascii_whitespace) {
             return refuse(400, "Empty body");
         }
-        let ruri_user = Uri::parse(&req.uri).map(|u| u.user).unwrap_or_default();
-        let to_smsc = ruri_user.eq_ignore_ascii_case(&self.cfg.sip.smsc_name);
         let sender = self.sender(req).await?;
         let mut facts = SmsFacts {
             imsi: sender.imsi.clone(),
             ..SmsFacts::default()
         };
-        let now = now_unix();
-        let (dest, text_or_part) = match media.as_str() {
-            "text/plain" => plain_text(req, &params, to_smsc, &ruri_user),
-            "application/vnd.3gpp.sms" => {
-                match sms_submit(req, to_smsc, &ruri_user, now, &mut facts)? {
-                    Some(got) => got,
-                    None => {
-                        // A delivery report or memory-available from the handset (TS 24.341
-                        // flows): acknowledged, nothing to store.
-                        info!(%peer, sender = %sender.address, "RP report from handset");
-                        return Ok(());
-                    }
-                }
-            }
-            _ => return refuse(415, "Unsupported Media Type"),
+        let Some((dest, text_or_part)) = self.payload(req, &mut facts)? else {
+            // A delivery report or memory-available from the handset (TS 24.341 flows):
+            // acknowledged, nothing to store.
+            info!(%peer, sender = %sender.address, "RP report from handset");
+            return Ok(());
         };
-        let expires = req
-            .headers
-            .get("Expires")
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let lifetime = crate::delivery::schedule::sms_lifetime(
-            self.cfg.queue.sms_lifetime.0,
-            facts.validity.map(Duration::from_secs),
-            expires.map(Duration::from_secs),
-        )
-        .as_secs();
+        let lifetime = self.lifetime(req, &facts);
         // The number the handset sent to: a status report names it, also when the text went
         // on to an e-mail address (smqueue's "address first" convention).
         facts.tp_da = Msisdn::parse(&dest).ok();
@@ -218,6 +193,40 @@ impl Service {
         }
     }
 
+    /// What the MESSAGE carries, by its content type: the destination and the text or part,
+    /// its SMS facts added to `facts`; `None` for an RP report from the handset.
+    fn payload(
+        &self,
+        req: &Request,
+        facts: &mut SmsFacts,
+    ) -> Result<Option<(String, Payload)>, Refusal> {
+        let ctype = req.headers.get("Content-Type").unwrap_or("");
+        let (media, params) = ctype.split_once(';').unwrap_or((ctype, ""));
+        let params = message::parse_params(params);
+        let ruri_user = Uri::parse(&req.uri).map(|u| u.user).unwrap_or_default();
+        let to_smsc = ruri_user.eq_ignore_ascii_case(&self.cfg.sip.smsc_name);
+        match media.trim().to_ascii_lowercase().as_str() {
+            "text/plain" => Ok(Some(plain_text(req, &params, to_smsc, &ruri_user))),
+            "application/vnd.3gpp.sms" => sms_submit(req, to_smsc, &ruri_user, now_unix(), facts),
+            _ => refuse(415, "Unsupported Media Type"),
+        }
+    }
+
+    /// The queue lifetime of a text: `[queue] sms_lifetime`, shortened by the SMS validity
+    /// period or the request's Expires ([`crate::delivery::schedule::sms_lifetime`]).
+    fn lifetime(&self, req: &Request, facts: &SmsFacts) -> u64 {
+        let expires = req
+            .headers
+            .get("Expires")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        crate::delivery::schedule::sms_lifetime(
+            self.cfg.queue.sms_lifetime.0,
+            facts.validity.map(Duration::from_secs),
+            expires.map(Duration::from_secs),
+        )
+        .as_secs()
+    }
+
     /// Answers a text to a short code with a reply text to the sender, queued (durably)
     /// before the 202.
     #[allow(clippy::too_many_arguments)]
@@ -231,40 +240,10 @@ impl Service {
         peer: SocketAddr,
         transport: Transport,
     ) -> Result<(), Refusal> {
-        let unavailable =
-            |e: crate::registry::RegistryError| (503, format!("Service Unavailable ({e})"));
         let imsi = sender.imsi.clone().unwrap_or_default();
         let mut number = sender.number.clone().unwrap_or_default();
         let claim = if code.service == ShortService::Register {
-            let claimed = short_code::claimed_number(text, code.min_digits, code.max_digits);
-            let taken = match &claimed {
-                Some(m) => {
-                    let d = m.digits().to_string();
-                    self.registry
-                        .call(move |db| db.by_msisdn(&d))
-                        .await
-                        .map_err(unavailable)?
-                        .is_some()
-                }
-                None => false,
-            };
-            let claim = match &sender.imsi {
-                Some(_) => short_code::decide(claimed, sender.number.clone(), taken),
-                None => short_code::Claim::Error,
-            };
-            if let short_code::Claim::Welcome(m) = &claim {
-                let sub = registry::Subscriber {
-                    msisdn: m.digits().to_string(),
-                    imsi: Some(imsi.clone()),
-                    email: None,
-                    enabled: true,
-                };
-                self.registry
-                    .call(move |db| db.upsert(&sub))
-                    .await
-                    .map_err(unavailable)?;
-                info!(%peer, "short code {}: IMSI{imsi} registered as {m}", code.code);
-            }
+            let claim = self.register_claim(code, sender, text, peer).await?;
             match &claim {
                 short_code::Claim::Welcome(m) | short_code::Claim::Taken(m) => {
                     number = m.to_string()
@@ -308,6 +287,49 @@ impl Service {
             .await?;
         info!(queue_id = %id, "{id}: short code {} from=<{}>, reply to=<{to}>", code.code, sender.address);
         Ok(())
+    }
+
+    /// A text to the register short code: the number claimed, checked against the registry
+    /// and, when it is free, given to the sender's IMSI.
+    async fn register_claim(
+        &self,
+        code: &ShortCode,
+        sender: &Sender,
+        text: &str,
+        peer: SocketAddr,
+    ) -> Result<short_code::Claim, Refusal> {
+        let unavailable =
+            |e: crate::registry::RegistryError| (503, format!("Service Unavailable ({e})"));
+        let claimed = short_code::claimed_number(text, code.min_digits, code.max_digits);
+        let taken = match &claimed {
+            Some(m) => {
+                let d = m.digits().to_string();
+                self.registry
+                    .call(move |db| db.by_msisdn(&d))
+                    .await
+                    .map_err(unavailable)?
+                    .is_some()
+            }
+            None => false,
+        };
+        let Some(imsi) = &sender.imsi else {
+            return Ok(short_code::Claim::Error);
+        };
+        let claim = short_code::decide(claimed, sender.number.clone(), taken);
+        if let short_code::Claim::Welcome(m) = &claim {
+            let sub = registry::Subscriber {
+                msisdn: m.digits().to_string(),
+                imsi: Some(imsi.clone()),
+                email: None,
+                enabled: true,
+            };
+            self.registry
+                .call(move |db| db.upsert(&sub))
+                .await
+                .map_err(unavailable)?;
+            info!(%peer, "short code {}: IMSI{imsi} registered as {m}", code.code);
+        }
+        Ok(claim)
     }
 
     /// Messages in the queue files now (those the journal has not yet written out are not
