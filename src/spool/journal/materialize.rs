@@ -280,80 +280,17 @@ pub(super) fn materialize(
     let mut written = Vec::new();
     let mut to_active = false;
     for chunk in records.chunks(MATERIALIZE_CHUNK) {
-        let mut staged: Vec<(QueueId, &[u8], Queue, Staged)> = Vec::with_capacity(chunk.len());
-        let discard = |staged: Vec<(QueueId, &[u8], Queue, Staged)>| {
-            for (.., s) in staged {
-                s.discard();
-            }
-        };
-        for (id, payload) in chunk {
-            crate::fault::panic_if_marked(crate::fault::Point::Materialize, payload);
-            if let Guard::Live(done) = &guard
-                && done.contains(id)
-            {
-                continue;
-            }
-            let dest = match spool.claims().before_write(*id) {
-                Write::Normal => Queue::Incoming,
-                Write::ToActive => Queue::Active,
-                Write::Skip => continue,
-            };
-            let file = match spool.write_unnamed(dest, payload) {
-                Ok(Some(f)) => Ok(Staged::Unnamed(f)),
-                Ok(None) => spool
-                    .write_tmp_file(*id, payload, false)
-                    .map(|(p, f)| Staged::Named(p, staged.is_empty().then_some(f))),
-                Err(e) => Err(e),
-            };
-            match file {
-                Ok(f) => staged.push((*id, *payload, dest, f)),
-                Err(e) => {
-                    discard(staged);
-                    return Err(e);
-                }
-            }
-        }
-        let synced = match staged.as_slice() {
-            [(.., s)] => s
-                .file()
-                .map_or(Ok(()), File::sync_all)
-                .map_err(SpoolError::io("fsync", spool.root())),
-            [(.., s), ..] => s.file().map_or(Ok(()), |f| {
-                rustix::fs::syncfs(f).map_err(|e| SpoolError::io("syncfs", spool.root())(e.into()))
-            }),
-            [] => Ok(()),
-        };
-        if let Err(e) = synced {
+        let staged = stage(spool, chunk, &guard)?;
+        if let Err(e) = sync(spool, &staged) {
             discard(staged);
             return Err(e);
         }
         for (id, payload, dest, file) in staged {
-            let replay = matches!(guard, Guard::Replay);
-            let published = match &file {
-                Staged::Named(tmp, _) if replay => spool.publish(tmp, id, dest),
-                Staged::Named(tmp, _) => spool.publish_new(tmp, id, dest),
-                Staged::Unnamed(_) if replay && spool.find(id).is_some() => {
-                    Err(SpoolError::Exists(id))
-                }
-                Staged::Unnamed(f) => spool.link_new(f, id, dest),
-            };
-            if let (Ok(()), Guard::Live(done)) = (&published, &mut guard) {
-                done.insert(id);
-            }
-            match published {
-                Ok(()) if dest == Queue::Active => {
+            if publish(spool, id, dest, file, &mut guard)? {
+                if dest == Queue::Active {
                     to_active = true;
-                    if spool.claims().after_write(id) {
-                        // Delivery finished while this was written: its result is durable.
-                        let _ = fs::remove_file(spool.path(Queue::Active, id));
-                    }
-                }
-                Ok(()) => written.push((id, payload)),
-                // Already queued (replay); nothing is left behind.
-                Err(SpoolError::Exists(_)) => file.discard(),
-                Err(e) => {
-                    file.discard();
-                    return Err(e);
+                } else {
+                    written.push((id, payload));
                 }
             }
         }
@@ -370,4 +307,104 @@ pub(super) fn materialize(
         spool.published(*id, payload);
     }
     Ok(written.len())
+}
+
+/// A record written to a file not yet named in its queue.
+type Pending<'a> = (QueueId, &'a [u8], Queue, Staged);
+
+fn discard(staged: Vec<Pending<'_>>) {
+    for (.., s) in staged {
+        s.discard();
+    }
+}
+
+/// Writes each record of `chunk` the guard and the claims table do not skip to a file of its
+/// own, unsynced and unnamed (or in tmp/ where the file system has no O_TMPFILE).
+fn stage<'a>(
+    spool: &Spool,
+    chunk: &[(QueueId, &'a [u8])],
+    guard: &Guard<'_>,
+) -> Result<Vec<Pending<'a>>, SpoolError> {
+    let mut staged: Vec<Pending<'a>> = Vec::with_capacity(chunk.len());
+    for (id, payload) in chunk {
+        crate::fault::panic_if_marked(crate::fault::Point::Materialize, payload);
+        if let Guard::Live(done) = guard
+            && done.contains(id)
+        {
+            continue;
+        }
+        let dest = match spool.claims().before_write(*id) {
+            Write::Normal => Queue::Incoming,
+            Write::ToActive => Queue::Active,
+            Write::Skip => continue,
+        };
+        let file = match spool.write_unnamed(dest, payload) {
+            Ok(Some(f)) => Ok(Staged::Unnamed(f)),
+            Ok(None) => spool
+                .write_tmp_file(*id, payload, false)
+                .map(|(p, f)| Staged::Named(p, staged.is_empty().then_some(f))),
+            Err(e) => Err(e),
+        };
+        match file {
+            Ok(f) => staged.push((*id, *payload, dest, f)),
+            Err(e) => {
+                discard(staged);
+                return Err(e);
+            }
+        }
+    }
+    Ok(staged)
+}
+
+/// Makes the staged files' data durable: an fsync for one, a syncfs for more.
+fn sync(spool: &Spool, staged: &[Pending<'_>]) -> Result<(), SpoolError> {
+    match staged {
+        [(.., s)] => s
+            .file()
+            .map_or(Ok(()), File::sync_all)
+            .map_err(SpoolError::io("fsync", spool.root())),
+        [(.., s), ..] => s.file().map_or(Ok(()), |f| {
+            rustix::fs::syncfs(f).map_err(|e| SpoolError::io("syncfs", spool.root())(e.into()))
+        }),
+        [] => Ok(()),
+    }
+}
+
+/// Names a staged file in its queue. `Ok(true)` when it is there now; `Ok(false)` when it
+/// already was (replay) and the copy is dropped.
+fn publish(
+    spool: &Spool,
+    id: QueueId,
+    dest: Queue,
+    file: Staged,
+    guard: &mut Guard<'_>,
+) -> Result<bool, SpoolError> {
+    let replay = matches!(guard, Guard::Replay);
+    let published = match &file {
+        Staged::Named(tmp, _) if replay => spool.publish(tmp, id, dest),
+        Staged::Named(tmp, _) => spool.publish_new(tmp, id, dest),
+        Staged::Unnamed(_) if replay && spool.find(id).is_some() => Err(SpoolError::Exists(id)),
+        Staged::Unnamed(f) => spool.link_new(f, id, dest),
+    };
+    if let (Ok(()), Guard::Live(done)) = (&published, guard) {
+        done.insert(id);
+    }
+    match published {
+        Ok(()) => {
+            if dest == Queue::Active && spool.claims().after_write(id) {
+                // Delivery finished while this was written: its result is durable.
+                let _ = fs::remove_file(spool.path(Queue::Active, id));
+            }
+            Ok(true)
+        }
+        // Already queued (replay); nothing is left behind.
+        Err(SpoolError::Exists(_)) => {
+            file.discard();
+            Ok(false)
+        }
+        Err(e) => {
+            file.discard();
+            Err(e)
+        }
+    }
 }
