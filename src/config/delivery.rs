@@ -135,10 +135,12 @@ impl DeliveryConfig {
     /// Returns the key and the reason of the first violation.
     pub(super) fn check(&self, _all: &Config) -> Result<(), (&'static str, String)> {
         let d = self;
-        bound_num("delivery.max_segments", u64::from(d.max_segments), 1, 255)?;
-        bound_num("delivery.max_jobs", d.max_jobs as u64, 1, 100_000)?;
-        bound_num("delivery.max_sip", d.max_sip as u64, 1, 100_000)?;
-        bound_num("delivery.max_smtp", d.max_smtp as u64, 1, 10_000)?;
+        check_bounds(&[
+            Bound::Num("delivery.max_segments", u64::from(d.max_segments), 1, 255),
+            Bound::Num("delivery.max_jobs", d.max_jobs as u64, 1, 100_000),
+            Bound::Num("delivery.max_sip", d.max_sip as u64, 1, 100_000),
+            Bound::Num("delivery.max_smtp", d.max_smtp as u64, 1, 10_000),
+        ])?;
         for (key, min, max) in [
             (
                 "delivery.handset_backoff_min",
@@ -151,32 +153,21 @@ impl DeliveryConfig {
                 d.mail_backoff_max,
             ),
         ] {
-            bound(
-                key,
-                min.0,
-                Duration::from_secs(1),
-                Duration::from_secs(86_400),
-            )?;
-            bound(key, max.0, min.0, Duration::from_secs(86_400))?;
+            check_bounds(&[
+                Bound::secs(key, min.0, 1, 86_400),
+                Bound::Time(key, max.0, min.0, Duration::from_secs(86_400)),
+            ])?;
         }
-        bound(
-            "delivery.delay_warning",
-            d.delay_warning.0,
-            Duration::ZERO,
-            Duration::from_secs(30 * 86_400),
-        )?;
-        bound(
-            "delivery.rescan_interval",
-            d.rescan_interval.0,
-            Duration::from_secs(1),
-            Duration::from_secs(86_400),
-        )?;
-        bound(
-            "delivery.smtp_timeout",
-            d.smtp_timeout.0,
-            Duration::from_secs(1),
-            Duration::from_secs(3600),
-        )?;
+        check_bounds(&[
+            Bound::Time(
+                "delivery.delay_warning",
+                d.delay_warning.0,
+                Duration::ZERO,
+                Duration::from_secs(30 * 86_400),
+            ),
+            Bound::secs("delivery.rescan_interval", d.rescan_interval.0, 1, 86_400),
+            Bound::secs("delivery.smtp_timeout", d.smtp_timeout.0, 1, 3600),
+        ])?;
         let sender_ok = |s: &str| {
             let a = crate::sms::Address::parse(s);
             !s.is_empty()

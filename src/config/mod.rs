@@ -197,26 +197,28 @@ impl Config {
         if self.spool_dir.as_os_str().is_empty() {
             return Err(("spool_dir", "must not be empty".into()));
         }
-        bound(
-            "shutdown_timeout",
-            self.shutdown_timeout.0,
-            Duration::from_millis(100),
-            Duration::from_secs(600),
-        )?;
-        bound_num("worker_threads", self.worker_threads as u64, 0, 1024)?;
-        bound_num(
-            "spool.journal_segment_size",
-            self.spool.journal_segment_size.0,
-            64 << 10,
-            1 << 30,
-        )?;
-        bound_num("spool.max_batch", self.spool.max_batch as u64, 1, 65_536)?;
-        bound_num(
-            "spool.max_message_size",
-            self.spool.max_message_size.0,
-            1 << 10,
-            crate::spool::queue_file::MAX_SECTION as u64 - crate::spool::OWN_HEADROOM,
-        )?;
+        check_bounds(&[
+            Bound::Time(
+                "shutdown_timeout",
+                self.shutdown_timeout.0,
+                Duration::from_millis(100),
+                Duration::from_secs(600),
+            ),
+            Bound::Num("worker_threads", self.worker_threads as u64, 0, 1024),
+            Bound::Num(
+                "spool.journal_segment_size",
+                self.spool.journal_segment_size.0,
+                64 << 10,
+                1 << 30,
+            ),
+            Bound::Num("spool.max_batch", self.spool.max_batch as u64, 1, 65_536),
+            Bound::Num(
+                "spool.max_message_size",
+                self.spool.max_message_size.0,
+                1 << 10,
+                crate::spool::queue_file::MAX_SECTION as u64 - crate::spool::OWN_HEADROOM,
+            ),
+        ])?;
         if !is_domain(&self.hostname) {
             return Err((
                 "hostname",

@@ -41,18 +41,15 @@ impl RegistryConfig {
     /// Returns the key and the reason of the first violation.
     pub(super) fn check(&self, _all: &Config) -> Result<(), (&'static str, String)> {
         let r = self;
-        bound(
-            "registry.default_expires",
-            r.default_expires.0,
-            Duration::from_secs(10),
-            Duration::from_secs(7 * 86_400),
-        )?;
-        bound(
-            "registry.max_expires",
-            r.max_expires.0,
-            Duration::from_secs(10),
-            Duration::from_secs(7 * 86_400),
-        )?;
+        check_bounds(&[
+            Bound::secs(
+                "registry.default_expires",
+                r.default_expires.0,
+                10,
+                7 * 86_400,
+            ),
+            Bound::secs("registry.max_expires", r.max_expires.0, 10, 7 * 86_400),
+        ])?;
         Ok(())
     }
 }

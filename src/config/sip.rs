@@ -176,65 +176,44 @@ impl SipConfig {
         {
             return Err(("sip.smsc_name", "must be a non-empty SIP user name".into()));
         }
-        bound_num("sip.max_message_size", sip.max_message_size.0, 256, 1 << 20)?;
-        bound_num("sip.max_in_flight", sip.max_in_flight as u64, 1, 1 << 20)?;
-        bound_num("sip.max_connections", sip.max_connections as u64, 1, 65_536)?;
-        bound_num(
-            "sip.max_connections_per_client",
-            sip.max_connections_per_client as u64,
-            0,
-            65_536,
-        )?;
-        bound(
-            "sip.retry_after",
-            sip.retry_after.0,
-            Duration::from_secs(1),
-            Duration::from_secs(3600),
-        )?;
-        bound(
-            "sip.dedup_window",
-            sip.dedup_window.0,
-            Duration::from_secs(1),
-            Duration::from_secs(86_400),
-        )?;
-        bound(
-            "sip.t1",
-            sip.t1.0,
-            Duration::from_millis(50),
-            Duration::from_secs(5),
-        )?;
-        bound(
-            "sip.timer_f",
-            sip.timer_f.0,
-            Duration::from_secs(1),
-            Duration::from_secs(90),
-        )?;
-        bound(
-            "registry.openbts_busy_timeout",
-            all.registry.openbts_busy_timeout.0,
-            Duration::from_millis(10),
-            Duration::from_secs(30),
-        )?;
+        check_bounds(&[
+            Bound::Num("sip.max_message_size", sip.max_message_size.0, 256, 1 << 20),
+            Bound::Num("sip.max_in_flight", sip.max_in_flight as u64, 1, 1 << 20),
+            Bound::Num("sip.max_connections", sip.max_connections as u64, 1, 65_536),
+            Bound::Num(
+                "sip.max_connections_per_client",
+                sip.max_connections_per_client as u64,
+                0,
+                65_536,
+            ),
+            Bound::secs("sip.retry_after", sip.retry_after.0, 1, 3600),
+            Bound::secs("sip.dedup_window", sip.dedup_window.0, 1, 86_400),
+            Bound::Time(
+                "sip.t1",
+                sip.t1.0,
+                Duration::from_millis(50),
+                Duration::from_secs(5),
+            ),
+            Bound::secs("sip.timer_f", sip.timer_f.0, 1, 90),
+            Bound::Time(
+                "registry.openbts_busy_timeout",
+                all.registry.openbts_busy_timeout.0,
+                Duration::from_millis(10),
+                Duration::from_secs(30),
+            ),
+        ])?;
         if !all.registry.openbts_poll.0.is_zero() {
-            bound(
+            check_bounds(&[Bound::Time(
                 "registry.openbts_poll",
                 all.registry.openbts_poll.0,
                 Duration::from_millis(50),
                 Duration::from_secs(3600),
-            )?;
+            )])?;
         }
-        bound(
-            "sip.concat_timeout",
-            sip.concat_timeout.0,
-            Duration::from_secs(10),
-            Duration::from_secs(86_400),
-        )?;
-        bound(
-            "sip.tcp_idle_timeout",
-            sip.tcp_idle_timeout.0,
-            Duration::from_secs(1),
-            Duration::from_secs(3600),
-        )?;
+        check_bounds(&[
+            Bound::secs("sip.concat_timeout", sip.concat_timeout.0, 10, 86_400),
+            Bound::secs("sip.tcp_idle_timeout", sip.tcp_idle_timeout.0, 1, 3600),
+        ])?;
         if sip.subject.contains(['\r', '\n']) {
             return Err(("sip.subject", "must be one line".into()));
         }

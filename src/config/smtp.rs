@@ -122,49 +122,36 @@ impl SmtpConfig {
     /// Returns the key and the reason of the first violation.
     pub(super) fn check(&self, all: &Config) -> Result<(), (&'static str, String)> {
         let smtp = self;
-        bound_num(
-            "smtp.max_message_size",
-            smtp.max_message_size.0,
-            1 << 10,
-            all.spool.max_message_size.0,
-        )?;
-        bound_num(
-            "smtp.max_recipients",
-            smtp.max_recipients as u64,
-            1,
-            100_000,
-        )?;
-        bound_num("smtp.max_errors", u64::from(smtp.max_errors), 1, 1000)?;
-        bound_num(
-            "smtp.max_connections",
-            smtp.max_connections as u64,
-            1,
-            65_536,
-        )?;
-        bound(
-            "smtp.idle_timeout",
-            smtp.idle_timeout.0,
-            Duration::from_secs(1),
-            Duration::from_secs(3600),
-        )?;
-        bound_num(
-            "smtp.max_connections_per_client",
-            smtp.max_connections_per_client as u64,
-            0,
-            65_536,
-        )?;
-        bound(
-            "smtp.session_timeout",
-            smtp.session_timeout.0,
-            Duration::from_secs(1),
-            Duration::from_secs(86_400),
-        )?;
-        bound(
-            "smtp.data_timeout",
-            smtp.data_timeout.0,
-            Duration::from_secs(1),
-            Duration::from_secs(86_400),
-        )?;
+        check_bounds(&[
+            Bound::Num(
+                "smtp.max_message_size",
+                smtp.max_message_size.0,
+                1 << 10,
+                all.spool.max_message_size.0,
+            ),
+            Bound::Num(
+                "smtp.max_recipients",
+                smtp.max_recipients as u64,
+                1,
+                100_000,
+            ),
+            Bound::Num("smtp.max_errors", u64::from(smtp.max_errors), 1, 1000),
+            Bound::Num(
+                "smtp.max_connections",
+                smtp.max_connections as u64,
+                1,
+                65_536,
+            ),
+            Bound::secs("smtp.idle_timeout", smtp.idle_timeout.0, 1, 3600),
+            Bound::Num(
+                "smtp.max_connections_per_client",
+                smtp.max_connections_per_client as u64,
+                0,
+                65_536,
+            ),
+            Bound::secs("smtp.session_timeout", smtp.session_timeout.0, 1, 86_400),
+            Bound::secs("smtp.data_timeout", smtp.data_timeout.0, 1, 86_400),
+        ])?;
         if !smtp.country_code.bytes().all(|b| b.is_ascii_digit()) || smtp.country_code.len() > 3 {
             return Err((
                 "smtp.country_code",
@@ -187,25 +174,31 @@ impl SmtpConfig {
                 format!("{:?} is not a socket address", smtp.submission_listen),
             ));
         }
-        for u in &smtp.users {
-            if u.name.is_empty() || u.name.contains(['\0', ' ']) {
-                return Err(("smtp.users", format!("bad user name {:?}", u.name)));
-            }
-            if !u.password_hash.starts_with("$6$") {
-                return Err((
-                    "smtp.users",
-                    format!(
-                        "user {:?}: password_hash must be a SHA-512 crypt hash ($6$...), never a plain password",
-                        u.name
-                    ),
-                ));
-            }
-            if let Some(bad) = u.numbers.iter().find(|n| Msisdn::parse(n).is_err()) {
-                return Err((
-                    "smtp.users",
-                    format!("user {:?}: {bad:?} is not a number (1-15 digits)", u.name),
-                ));
-            }
+        smtp.users.iter().try_for_each(SmtpUser::check)
+    }
+}
+
+impl SmtpUser {
+    /// A `[[smtp.users]]` entry: a name, a crypt hash (never a password), numbers.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        let u = self;
+        if u.name.is_empty() || u.name.contains(['\0', ' ']) {
+            return Err(("smtp.users", format!("bad user name {:?}", u.name)));
+        }
+        if !u.password_hash.starts_with("$6$") {
+            return Err((
+                "smtp.users",
+                format!(
+                    "user {:?}: password_hash must be a SHA-512 crypt hash ($6$...), never a plain password",
+                    u.name
+                ),
+            ));
+        }
+        if let Some(bad) = u.numbers.iter().find(|n| Msisdn::parse(n).is_err()) {
+            return Err((
+                "smtp.users",
+                format!("user {:?}: {bad:?} is not a number (1-15 digits)", u.name),
+            ));
         }
         Ok(())
     }

@@ -56,18 +56,10 @@ impl QueueConfig {
     /// Returns the key and the reason of the first violation.
     pub(super) fn check(&self, _all: &Config) -> Result<(), (&'static str, String)> {
         let q = self;
-        bound(
-            "queue.sms_lifetime",
-            q.sms_lifetime.0,
-            Duration::from_secs(60),
-            Duration::from_secs(30 * 86_400),
-        )?;
-        bound(
-            "queue.mail_lifetime",
-            q.mail_lifetime.0,
-            Duration::from_secs(60),
-            Duration::from_secs(30 * 86_400),
-        )?;
+        check_bounds(&[
+            Bound::secs("queue.sms_lifetime", q.sms_lifetime.0, 60, 30 * 86_400),
+            Bound::secs("queue.mail_lifetime", q.mail_lifetime.0, 60, 30 * 86_400),
+        ])?;
         Ok(())
     }
 }

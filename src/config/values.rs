@@ -17,7 +17,33 @@ pub(super) fn loopback() -> Vec<Cidr> {
     ]
 }
 
-pub(super) fn bound(
+/// One key's bound: the key, its value, the least and the most it may be.
+pub(super) enum Bound {
+    /// A count or a size.
+    Num(&'static str, u64, u64, u64),
+    /// A duration.
+    Time(&'static str, Duration, Duration, Duration),
+}
+
+impl Bound {
+    /// A duration bound given in seconds.
+    pub(super) const fn secs(key: &'static str, v: Duration, min: u64, max: u64) -> Bound {
+        Bound::Time(key, v, Duration::from_secs(min), Duration::from_secs(max))
+    }
+}
+
+/// Checks each bound in turn; the first one out of range gives its key and the reason.
+pub(super) fn check_bounds(bounds: &[Bound]) -> Result<(), (&'static str, String)> {
+    for b in bounds {
+        match *b {
+            Bound::Num(key, v, min, max) => bound_num(key, v, min, max)?,
+            Bound::Time(key, v, min, max) => bound(key, v, min, max)?,
+        }
+    }
+    Ok(())
+}
+
+fn bound(
     key: &'static str,
     v: Duration,
     min: Duration,
@@ -32,12 +58,7 @@ pub(super) fn bound(
     Ok(())
 }
 
-pub(super) fn bound_num(
-    key: &'static str,
-    v: u64,
-    min: u64,
-    max: u64,
-) -> Result<(), (&'static str, String)> {
+fn bound_num(key: &'static str, v: u64, min: u64, max: u64) -> Result<(), (&'static str, String)> {
     if v < min || v > max {
         return Err((key, format!("{v} is out of bounds ({min} to {max})")));
     }
