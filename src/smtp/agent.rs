@@ -121,20 +121,9 @@ impl SmtpAgent {
                 return none(outcome::local(Local::BadEnvelope(reason)));
             }
         };
-        let hosts: Vec<(String, u16)> = match &self.smarthost {
-            Some(h) => vec![h.clone()],
-            None => match dns::mail_hosts(domain, &self.nameservers).await {
-                Ok(h) => h.into_iter().map(|h| (h, 25)).collect(),
-                Err(e) if e.is_temporary() => {
-                    return none(outcome::transport(
-                        TransportFailure::Unreachable,
-                        &e.to_string(),
-                    ));
-                }
-                Err(e) => {
-                    return none(outcome::local(Local::NoMailHost(e.to_string())));
-                }
-            },
+        let hosts = match self.hosts(domain).await {
+            Ok(h) => h,
+            Err(outcome) => return none(outcome),
         };
         let Ok(_permit) = self.limit.acquire().await else {
             return none(outcome::transport(
@@ -191,6 +180,21 @@ impl SmtpAgent {
             }
         }
         last
+    }
+
+    /// The hosts to try: the smarthost, or the domain's MX hosts (RFC 5321 5.1) on port 25.
+    async fn hosts(&self, domain: &str) -> Result<Vec<(String, u16)>, Outcome> {
+        match &self.smarthost {
+            Some(h) => Ok(vec![h.clone()]),
+            None => match dns::mail_hosts(domain, &self.nameservers).await {
+                Ok(h) => Ok(h.into_iter().map(|h| (h, 25)).collect()),
+                Err(e) if e.is_temporary() => Err(outcome::transport(
+                    TransportFailure::Unreachable,
+                    &e.to_string(),
+                )),
+                Err(e) => Err(outcome::local(Local::NoMailHost(e.to_string()))),
+            },
+        }
     }
 
     /// One transaction on a pooled or new connection. `Err` is a connection-level failure
