@@ -1,4 +1,5 @@
-//! Limits shared by the doors: connections per client address, and writes that cannot hang.
+//! Limits shared by the doors: connections per client address, writes that cannot hang, and
+//! an accept loop that outlives a failing accept.
 //!
 //! A [`PerClient`] counts the open connections of each address; a connection holds a
 //! [`ClientSlot`] that gives its place back when dropped. The map holds only addresses with a
@@ -9,11 +10,35 @@
 //! Trust: the address is the kernel's; nothing here reads peer data.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+/// The next connection, or `None` once `shutdown` is cancelled. An accept error (EMFILE and
+/// the like) is logged and waited out for 100 ms: it never ends the listener.
+pub async fn accept(
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+    door: &str,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            r = listener.accept() => match r {
+                Ok(x) => return Some(x),
+                Err(e) => {
+                    warn!("{door} accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
 
 /// Open connections per client address, at most `max` each.
 #[derive(Debug)]

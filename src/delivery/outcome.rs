@@ -92,46 +92,32 @@ pub fn local(failure: Local) -> Outcome {
 /// The class of a SIP final response to a MESSAGE (RFC 3261 21, RFC 3428 7).
 pub fn sip(status: u16, reason: &str, retry_after: Option<Duration>) -> Outcome {
     let why = || format!("{status} {reason}");
+    let retry = |reason| Outcome::Retry {
+        reason,
+        retry_after,
+    };
+    let bounce = |status| Outcome::Bounce {
+        reason: why(),
+        status,
+    };
     match status {
         200..=299 => Outcome::Delivered,
         // Temporary: request timeout, handset not reachable (OpenBTS answers 480 when paging
         // fails), busy, server errors that say "later".
-        408 | 480 | 486 | 500 | 503 | 504 => Outcome::Retry {
-            reason: why(),
-            retry_after,
-        },
-        404 | 604 => Outcome::Bounce {
-            reason: why(),
-            status: "5.1.1",
-        },
-        403 | 603 => Outcome::Bounce {
-            reason: why(),
-            status: "5.7.1",
-        },
-        484 | 485 => Outcome::Bounce {
-            reason: why(),
-            status: "5.1.3",
-        },
-        413 | 513 => Outcome::Bounce {
-            reason: why(),
-            status: "5.3.4",
-        },
+        408 | 480 | 486 | 500 | 503 | 504 => retry(why()),
+        404 | 604 => bounce("5.1.1"),
+        403 | 603 => bounce("5.7.1"),
+        484 | 485 => bounce("5.1.3"),
+        413 | 513 => bounce("5.3.4"),
         // Any other client or global failure is permanent.
-        400..=499 | 600..=699 => Outcome::Bounce {
-            reason: why(),
-            status: "5.0.0",
-        },
+        400..=499 | 600..=699 => bounce("5.0.0"),
         // Other server failures (501 not implemented, 502, 505...): temporary, the next hop
         // may be mended; the lifetime bounds the retries.
-        500..=599 => Outcome::Retry {
-            reason: why(),
-            retry_after,
-        },
+        500..=599 => retry(why()),
         // A provisional or nonsense code as a "final" response: unknown, so retry.
-        0..=199 | 300..=399 | 700..=u16::MAX => Outcome::Retry {
-            reason: format!("unexpected final response {}", why()),
-            retry_after,
-        },
+        0..=199 | 300..=399 | 700..=u16::MAX => {
+            retry(format!("unexpected final response {}", why()))
+        }
     }
 }
 

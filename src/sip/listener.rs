@@ -99,16 +99,9 @@ pub async fn run_tcp(
     let per_client = PerClient::new(service.max_connections_per_client());
     let mut tasks = JoinSet::new();
     loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!("sip tcp accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((stream, peer)) = crate::limits::accept(&listener, &shutdown, "sip tcp").await
+        else {
+            break;
         };
         while tasks.try_join_next().is_some() {}
         // No state for strangers: a connection from outside the trusted networks is closed

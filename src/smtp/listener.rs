@@ -397,16 +397,8 @@ pub async fn run(
     let per_client = PerClient::new(server.cfg.smtp.max_connections_per_client);
     let mut tasks = JoinSet::new();
     loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!("smtp accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((stream, peer)) = crate::limits::accept(&listener, &shutdown, "smtp").await else {
+            break;
         };
         while tasks.try_join_next().is_some() {}
         // Refusals never wait on the client: one try to write, then the socket is closed.
