@@ -30,6 +30,7 @@
 
 pub mod admin;
 pub mod claims;
+pub mod delivering;
 pub mod inject;
 pub mod journal;
 pub mod layout;
@@ -51,6 +52,7 @@ use crate::clock::now_unix;
 mod error;
 mod writer;
 
+pub use delivering::Taken;
 pub use error::SpoolError;
 pub use layout::Queue;
 pub use queue_file::{Envelope, Origin, OriginKind, QueueFile, RcptState, Recipient};

@@ -4,38 +4,7 @@
 //! sets its message aside in `hold/` with the reason.
 
 use super::*;
-
-/// Claims `id` into `active/` and reads it. `Ok(None)`: it is gone (delivered, deleted,
-/// held) or corrupt (moved to `corrupt/`).
-pub(super) fn claim(spool: &Spool, id: QueueId) -> Result<Option<QueueFile>, SpoolError> {
-    let mut claimed = false;
-    for q in [Queue::Incoming, Queue::Deferred] {
-        match spool.claim(id, q, Queue::Active) {
-            Ok(()) => {
-                claimed = true;
-                break;
-            }
-            Err(SpoolError::NotFound(_)) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    if !claimed && std::fs::symlink_metadata(spool.path(Queue::Active, id)).is_err() {
-        return Ok(None);
-    }
-    match spool.read(Queue::Active, id) {
-        Ok(f) => Ok(Some(f)),
-        Err(SpoolError::NotFound(_)) => Ok(None),
-        Err(e @ SpoolError::Corrupt { .. }) => {
-            error!("{id}: {e}; moved to corrupt/");
-            let _ = spool.move_to(id, Queue::Active, Queue::Corrupt);
-            Ok(None)
-        }
-        Err(e) => {
-            let _ = spool.claim(id, Queue::Active, Queue::Incoming);
-            Err(e)
-        }
-    }
-}
+use crate::spool::Taken;
 
 /// The Postfix-style delay: seconds since the message was accepted (its queue ID holds the
 /// microsecond it was created, just before the commit), three decimals.
@@ -63,11 +32,11 @@ pub(super) async fn deliver(
         }
     });
     let (file, source) = match from_memory {
-        Some(f) => (f, Source::Memory),
+        Some(f) => (f, Taken::Memory),
         None => {
             let spool = Arc::clone(&ctx.spool);
-            match tokio::task::spawn_blocking(move || claim(&spool, id)).await {
-                Ok(Ok(Some(f))) => (f, Source::Active),
+            match tokio::task::spawn_blocking(move || spool.take(id)).await {
+                Ok(Ok(Some(f))) => (f, Taken::Active),
                 Ok(Ok(None)) => return (id, Finished::default()),
                 Ok(Err(e)) => {
                     error!("{id}: cannot claim: {e}");
@@ -110,7 +79,7 @@ pub(super) async fn deliver(
             };
             let spool = Arc::clone(&ctx.spool);
             let why = reason.clone();
-            match tokio::task::spawn_blocking(move || set_aside(&spool, copy, source, &why)).await {
+            match tokio::task::spawn_blocking(move || spool.hold(copy, source, &why)).await {
                 Ok(Ok(())) => error!(
                     queue_id = %id,
                     "{id}: status=held (delivery failed: {reason}); set aside, everything else goes on"
@@ -127,52 +96,10 @@ pub(super) async fn deliver(
     }
 }
 
-/// Puts a message whose handling failed into hold/, with the reason as each pending
-/// recipient's last reply (shown by `queue list` and `queue show`). It stays there until an
-/// administrator releases or deletes it.
-pub(super) fn set_aside(
-    spool: &Spool,
-    mut file: QueueFile,
-    source: Source,
-    reason: &str,
-) -> Result<(), SpoolError> {
-    let id = file.id();
-    for r in file
-        .envelope
-        .recipients
-        .iter_mut()
-        .filter(|r| r.state == RcptState::Pending)
-    {
-        r.last_reply = Some(format!("held: delivery failed: {reason}"));
-    }
-    match source {
-        Source::Active => {
-            spool.rewrite(Queue::Active, &file)?;
-            spool.move_to(id, Queue::Active, Queue::Hold)
-        }
-        Source::Memory => {
-            spool.write_new(Queue::Hold, &file)?;
-            if spool.claims().finish(id) {
-                spool.remove_delivered(Queue::Active, id)?;
-            }
-            Ok(())
-        }
-    }
-}
-
-/// Where a job's message is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Source {
-    /// Claimed into `active/`.
-    Active,
-    /// Held in memory; the journal has it, the materializer may write it into `active/`.
-    Memory,
-}
-
 pub(super) struct Job<'a> {
     ctx: &'a Ctx,
     file: QueueFile,
-    source: Source,
+    source: Taken,
     content: Option<SmsContent>,
     outbound: Option<Vec<u8>>,
 }
@@ -332,26 +259,7 @@ impl Job<'_> {
         let spool = Arc::clone(&self.ctx.spool);
         let file = self.file.clone();
         let source = self.source;
-        let res = tokio::task::spawn_blocking(move || {
-            let done = file.pending().next().is_none();
-            match (source, done) {
-                (Source::Active, true) => spool.remove_delivered(Queue::Active, id),
-                (Source::Active, false) => spool
-                    .rewrite(Queue::Active, &file)
-                    .and_then(|()| spool.move_to(id, Queue::Active, Queue::Deferred)),
-                (Source::Memory, done) => {
-                    if !done {
-                        spool.write_new(Queue::Deferred, &file)?;
-                    }
-                    // The result is durable: the materializer may forget the message.
-                    if spool.claims().finish(id) {
-                        spool.remove_delivered(Queue::Active, id)?;
-                    }
-                    Ok(())
-                }
-            }
-        })
-        .await;
+        let res = tokio::task::spawn_blocking(move || spool.settle(&file, source)).await;
         match res {
             Ok(Ok(())) => {
                 if let Some(due) = due {
