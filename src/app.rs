@@ -26,6 +26,7 @@ use crate::registry::Reachable;
 use crate::registry::{Registry, RegistryError};
 use crate::sip::listener;
 use crate::sip::service::Service;
+use crate::smpp::listener::{self as smpp_listener, SmppServer};
 use crate::smtp::listener::{self as smtp_listener, SmtpServer};
 use crate::spool::{Spool, SpoolError, Writer, journal, recover};
 
@@ -132,6 +133,8 @@ pub struct Running {
     pub smtp: SocketAddr,
     /// The submission address actually bound, if configured.
     pub submission: Option<SocketAddr>,
+    /// The SMPP address actually bound, if configured.
+    pub smpp: Option<SocketAddr>,
     /// The registry.
     pub registry: Registry,
     /// REGISTER notifications.
@@ -252,6 +255,8 @@ pub struct Sockets {
     pub smtp: TcpListener,
     /// Submission (port 587 role: authenticated users), if configured.
     pub submission: Option<TcpListener>,
+    /// The SMPP server, if configured.
+    pub smpp: Option<TcpListener>,
 }
 
 impl Sockets {
@@ -272,11 +277,22 @@ impl Sockets {
                 .map_err(|e| AppError::Internal(format!("smtp.submission_listen: {e}")))?;
             Some(bind_tcp(addr).await?)
         };
+        let smpp = if cfg.smpp.listen.is_empty() {
+            None
+        } else {
+            let addr: SocketAddr = cfg
+                .smpp
+                .listen
+                .parse()
+                .map_err(|e| AppError::Internal(format!("smpp.listen: {e}")))?;
+            Some(bind_tcp(addr).await?)
+        };
         Ok(Sockets {
             sip_udp,
             sip_tcp,
             smtp,
             submission,
+            smpp,
         })
     }
 }
@@ -336,6 +352,10 @@ async fn run(cfg: Arc<Config>, server: Server, sockets: Sockets) -> Result<Runni
         Some(l) => Some(local(l.local_addr())?),
         None => None,
     };
+    let smpp = match &sockets.smpp {
+        Some(l) => Some(local(l.local_addr())?),
+        None => None,
+    };
     let service = Arc::new(Service::new(
         Arc::clone(&cfg),
         writer.clone(),
@@ -357,6 +377,14 @@ async fn run(cfg: Arc<Config>, server: Server, sockets: Sockets) -> Result<Runni
         false,
         shutdown.clone(),
     ));
+    if let Some(l) = sockets.smpp {
+        let server = Arc::new(SmppServer::new(
+            Arc::clone(&cfg),
+            writer.clone(),
+            registry.clone(),
+        ));
+        tasks.spawn(smpp_listener::run(l, server, shutdown.clone()));
+    }
     spawn_sip(
         &mut tasks,
         &cfg,
@@ -378,12 +406,16 @@ async fn run(cfg: Arc<Config>, server: Server, sockets: Sockets) -> Result<Runni
     if cfg.delivery.enabled {
         spawn_delivery(&mut tasks, &cfg, &writer, &registry, &reachable, &shutdown).await?;
     }
-    info!("{}", ready_line(&cfg, sip_udp, sip_tcp, smtp, submission));
+    info!(
+        "{}",
+        ready_line(&cfg, sip_udp, sip_tcp, smtp, submission, smpp)
+    );
     Ok(Running {
         sip_udp,
         sip_tcp,
         smtp,
         submission,
+        smpp,
         registry,
         reachable,
         writer,
@@ -465,6 +497,7 @@ fn ready_line(
     sip_tcp: SocketAddr,
     smtp: SocketAddr,
     submission: Option<SocketAddr>,
+    smpp: Option<SocketAddr>,
 ) -> String {
     let delivery = if cfg.delivery.enabled {
         let relay = if cfg.delivery.smarthost.is_empty() {
@@ -477,11 +510,12 @@ fn ready_line(
         "off".to_string()
     };
     format!(
-        "smsmta ready: spool {}, journal {}, domains {:?}, sip udp {sip_udp} tcp {sip_tcp}, smtp {smtp}, submission {}, delivery {delivery}",
+        "smsmta ready: spool {}, journal {}, domains {:?}, sip udp {sip_udp} tcp {sip_tcp}, smtp {smtp}, submission {}, smpp {}, delivery {delivery}",
         cfg.spool_dir.display(),
         if cfg.spool.journal { "on" } else { "off" },
         cfg.domains,
         submission.map_or("off".to_string(), |a| a.to_string()),
+        smpp.map_or("off".to_string(), |a| a.to_string()),
     )
 }
 

@@ -17,6 +17,7 @@
 //! docs/architecture.md has the whole picture.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod mail;
 pub mod random;
 pub mod registry;
 pub mod sip;
+pub mod smpp;
 pub mod sms;
 pub mod smtp;
 pub mod spool;

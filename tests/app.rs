@@ -31,6 +31,7 @@ async fn a_server_started_on_sockets_handed_in_answers_on_them() {
             sip_tcp: tcp,
             smtp,
             submission: None,
+            smpp: None,
         },
     )
     .await

@@ -25,6 +25,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 mod delivery;
 mod registry;
 mod sip;
+mod smpp;
 mod smtp;
 mod spool;
 mod values;
@@ -32,6 +33,7 @@ mod values;
 pub use delivery::*;
 pub use registry::*;
 pub use sip::*;
+pub use smpp::*;
 pub use smtp::*;
 pub use spool::*;
 pub use values::*;
@@ -76,6 +78,8 @@ pub struct Config {
     pub sip: SipConfig,
     /// The SMTP side.
     pub smtp: SmtpConfig,
+    /// The SMPP side (smsmta as SMSC).
+    pub smpp: SmppConfig,
     /// The subscriber registry.
     pub registry: RegistryConfig,
     /// The delivery worker.
@@ -117,6 +121,7 @@ impl Default for Config {
             queue: QueueConfig::default(),
             sip: SipConfig::default(),
             smtp: SmtpConfig::default(),
+            smpp: SmppConfig::default(),
             registry: RegistryConfig::default(),
             delivery: DeliveryConfig::default(),
             log: LogConfig::default(),
@@ -229,6 +234,7 @@ impl Config {
         self.sip.check(self)?;
         self.smtp.check(self)?;
         self.registry.check(self)?;
+        self.smpp.check(self)?;
         self.delivery.check(self)?;
         if self.log.level.trim().is_empty() {
             return Err(("log.level", "must not be empty".into()));

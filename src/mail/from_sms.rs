@@ -2,7 +2,7 @@
 //!
 //! Pure. The text goes in a `text/plain; charset="utf-8"` body (quoted-printable when it is not
 //! ASCII, so no peer needs 8BITMIME); the SMS facts that mail has no field for go in `X-SMS-*`
-//! headers; a `Received` line names the SIP hop.
+//! headers; a `Received` line names the SIP or SMPP hop.
 //!
 //! Standards: RFC 5322 3.6 (Date, From, To, Message-ID), RFC 5321 4.4 (Received),
 //! RFC 2045/2047 (MIME, encoded words, via mail-builder).
@@ -33,6 +33,8 @@ pub struct SmsMail<'a> {
     pub hostname: &'a str,
     /// The SIP peer, `ip:port`.
     pub peer: &'a str,
+    /// The protocol it came in, `SIP` or `SMPP`.
+    pub protocol: &'a str,
     /// The transport, `UDP` or `TCP`.
     pub transport: &'a str,
     /// The SMS facts, written as `X-SMS-*` headers ([`super::facts`]).
@@ -74,9 +76,10 @@ pub fn build(m: &SmsMail<'_>) -> Vec<u8> {
         .write_to_vec()
         .unwrap_or_default();
     let received = format!(
-        "Received: from {peer} by {host} (smsmta) with SIP/{tr} id {id};\r\n\t{date}\r\n",
+        "Received: from {peer} by {host} (smsmta) with {proto}/{tr} id {id};\r\n\t{date}\r\n",
         peer = clean(m.peer),
         host = m.hostname,
+        proto = m.protocol,
         tr = m.transport,
         id = m.queue_id,
         date = rfc5322_date(m.date)
@@ -111,6 +114,7 @@ mod tests {
             date: 1_795_627_454,
             hostname: "mta.example.org",
             peer: "127.0.0.1:5062",
+            protocol: "SIP",
             transport: "UDP",
             facts: &SmsFacts {
                 imsi: Some("001010000000001".into()),

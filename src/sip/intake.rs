@@ -402,6 +402,7 @@ impl Service {
             date: file.envelope.arrival,
             hostname: &self.cfg.hostname,
             peer: &peer.to_string(),
+            protocol: "SIP",
             transport,
             facts,
         });

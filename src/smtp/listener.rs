@@ -27,6 +27,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::policy::NumberRules;
 use super::session::{self, Accepted, CommitError, Session, SessionConfig, Step};
+use crate::auth::Passwords;
 use crate::clock::rfc5322_date;
 use crate::config::{self, Config};
 use crate::limits::{PerClient, write_within};
@@ -38,50 +39,6 @@ use crate::spool::{Origin, OriginKind, SpoolError, Writer};
 pub struct RateLimiter {
     per_hour: u32,
     seen: Mutex<HashMap<String, (u64, u32)>>,
-}
-
-/// Failed AUTH attempts per client address, for the back-off; bounded.
-#[derive(Debug, Default)]
-struct AuthFailures {
-    map: Mutex<HashMap<IpAddr, (u32, std::time::Instant)>>,
-}
-
-impl AuthFailures {
-    const KEEP: Duration = Duration::from_secs(15 * 60);
-    const ENTRIES: usize = 10_000;
-
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (u32, std::time::Instant)>> {
-        match self.map.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
-    }
-
-    fn failures(&self, ip: IpAddr) -> u32 {
-        match self.map().get(&ip) {
-            Some((n, at)) if at.elapsed() < Self::KEEP => *n,
-            _ => 0,
-        }
-    }
-
-    fn fail(&self, ip: IpAddr) {
-        let mut m = self.map();
-        if m.len() >= Self::ENTRIES && !m.contains_key(&ip) {
-            m.retain(|_, (_, at)| at.elapsed() < Self::KEEP);
-            if m.len() >= Self::ENTRIES {
-                m.clear();
-            }
-        }
-        let e = m.entry(ip).or_insert((0, std::time::Instant::now()));
-        if e.1.elapsed() >= Self::KEEP {
-            e.0 = 0;
-        }
-        *e = (e.0.saturating_add(1), std::time::Instant::now());
-    }
-
-    fn clear(&self, ip: IpAddr) {
-        self.map().remove(&ip);
-    }
 }
 
 /// Clients the rate limiter holds at most.
@@ -162,10 +119,8 @@ pub struct SmtpServer {
     registry: Registry,
     limiter: RateLimiter,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    users: HashMap<String, String>,
+    passwords: Passwords,
     user_list: Arc<Vec<crate::config::SmtpUser>>,
-    dummy_hash: String,
-    auth_failures: AuthFailures,
 }
 
 /// Why TLS could not be set up.
@@ -227,28 +182,12 @@ impl SmtpServer {
         } else {
             Some(tls_acceptor(&cfg.smtp.tls_cert, &cfg.smtp.tls_key)?)
         };
-        let users = cfg
-            .smtp
-            .users
-            .iter()
-            .map(|u| (u.name.clone(), u.password_hash.clone()))
-            .collect();
-        // The cost of the users' hashes (`smsmta hash-password` uses 100,000 rounds).
-        let rounds = cfg
-            .smtp
-            .users
-            .first()
-            .and_then(|u| u.password_hash.strip_prefix("$6$rounds="))
-            .and_then(|r| r.split('$').next()?.parse().ok())
-            .unwrap_or(5_000);
-        let dummy_hash = if cfg.smtp.users.is_empty() {
-            String::new()
-        } else {
-            sha_crypt::Sha512Params::new(rounds)
-                .ok()
-                .and_then(|p| sha_crypt::sha512_simple("no such user", &p).ok())
-                .unwrap_or_default()
-        };
+        let passwords = Passwords::new(
+            cfg.smtp
+                .users
+                .iter()
+                .map(|u| (u.name.clone(), u.password_hash.clone())),
+        );
         Ok(SmtpServer {
             user_list: Arc::new(cfg.smtp.users.clone()),
             cfg,
@@ -256,9 +195,7 @@ impl SmtpServer {
             registry,
             limiter,
             tls,
-            users,
-            dummy_hash,
-            auth_failures: AuthFailures::default(),
+            passwords,
         })
     }
 
@@ -285,26 +222,7 @@ impl SmtpServer {
     /// before waits before each further try: 1 s after two failures, doubling up to 16 s, for
     /// 15 minutes after its last failure.
     async fn check_password(&self, user: &str, password: String, peer: IpAddr) -> bool {
-        let prior = self.auth_failures.failures(peer);
-        if prior >= 2 {
-            let wait = Duration::from_secs(1 << (prior - 2).min(4));
-            tokio::time::sleep(wait).await;
-        }
-        let (hash, known) = match self.users.get(user) {
-            Some(h) => (h.clone(), true),
-            None => (self.dummy_hash.clone(), false),
-        };
-        let ok =
-            tokio::task::spawn_blocking(move || sha_crypt::sha512_check(&password, &hash).is_ok())
-                .await
-                .unwrap_or(false)
-                && known;
-        if ok {
-            self.auth_failures.clear(peer);
-        } else {
-            self.auth_failures.fail(peer);
-        }
-        ok
+        self.passwords.check(user, password, peer).await
     }
 
     fn session_config(&self, peer: IpAddr, submission: bool) -> SessionConfig {
@@ -322,7 +240,7 @@ impl SmtpServer {
             },
             registry_authoritative: s.registry_authoritative,
             tls_available: self.tls.is_some(),
-            auth_available: self.tls.is_some() && !self.users.is_empty(),
+            auth_available: self.tls.is_some() && !self.passwords.is_empty(),
             auth_required: submission,
             users: Arc::clone(&self.user_list),
         }

@@ -1,0 +1,365 @@
+//! The SMPP server's I/O: accept, PDU framing, the window, timeouts, bind checks and commits.
+//!
+//! **Limits.** At most `[smpp] max_connections` open connections: one more is closed at once.
+//! A connection that has not bound within `bind_timeout`, or a bound one silent for
+//! `idle_timeout`, is closed. A command_length below the header or above `max_pdu_size` gets
+//! generic_nack and the connection closes (the framing is lost). At most `window` submit_sm are
+//! outstanding: the next PDU is not read until one is answered. A bind's `max_rate` caps
+//! submit_sm a second (ESME_RTHROTTLED above it). Every write waits at most `idle_timeout`.
+//!
+//! **Trust.** A bind is accepted only for a configured account, from one of its networks,
+//! with its password (checked as SMTP AUTH is, [`crate::auth`]): nothing else of a stranger
+//! is kept. A submit_sm is answered OK, with the queue ID as message_id, only after the
+//! message is durable ([`crate::spool::Writer::commit`]); a full disk or a failed commit is
+//! ESME_RMSGQFUL, which ESMEs retry.
+//!
+//! Standards: SMPP 3.4 (2.3 sessions, 2.8 windowing, 4.1 bind, 4.4 submit_sm, 5.1.3
+//! command_status).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, warn};
+
+use super::pdu::{self, BindKind, status};
+use super::session::{self, Account, Session, SessionConfig, Step, Submission};
+use crate::auth::Passwords;
+use crate::config::{self, Config, EsmeAccount};
+use crate::identity::HandsetKey;
+use crate::limits::write_within;
+use crate::mail::facts::SmsFacts;
+use crate::mail::from_sms::{self, SmsMail};
+use crate::registry::Registry;
+use crate::spool::{Origin, OriginKind, Writer};
+
+/// What every SMPP connection shares.
+pub struct SmppServer {
+    cfg: Arc<Config>,
+    writer: Writer,
+    registry: Registry,
+    passwords: Passwords,
+    accounts: HashMap<String, EsmeAccount>,
+}
+
+impl std::fmt::Debug for SmppServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SmppServer")
+    }
+}
+
+impl SmppServer {
+    /// The server for `cfg`'s `[smpp]` accounts.
+    pub fn new(cfg: Arc<Config>, writer: Writer, registry: Registry) -> SmppServer {
+        let accounts: HashMap<String, EsmeAccount> = cfg
+            .smpp
+            .esme
+            .iter()
+            .map(|a| (a.system_id.clone(), a.clone()))
+            .collect();
+        let passwords = Passwords::new(
+            accounts
+                .values()
+                .map(|a| (a.system_id.clone(), a.password_hash.clone())),
+        );
+        SmppServer {
+            cfg,
+            writer,
+            registry,
+            passwords,
+            accounts,
+        }
+    }
+
+    /// A bind's verdict: the account, or the status to refuse it with. The password is
+    /// checked even for a network the account may not use, so that the answer's time tells
+    /// nothing; the status then says only "bind failed".
+    async fn authenticate(&self, bind: &pdu::Bind, peer: SocketAddr) -> Result<Account, u32> {
+        let ok = self
+            .passwords
+            .check(&bind.system_id, bind.password.clone(), peer.ip())
+            .await;
+        let account = self.accounts.get(&bind.system_id);
+        match account {
+            Some(a) if ok && config::trusted(&a.networks, peer.ip()) => Ok(Account {
+                system_id: a.system_id.clone(),
+                sources: a.sources.clone(),
+            }),
+            Some(_) if ok => Err(status::BINDFAIL),
+            Some(_) => Err(status::INVPASWD),
+            None => Err(status::INVSYSID),
+        }
+    }
+
+    /// Stores a checked submission: the recipient must be an enabled subscriber; the text
+    /// becomes a mail from `<source>@<sms domain>` with a null envelope sender (no bounce goes
+    /// to an ESME's number as a text). `Ok` is the queue ID, once durable.
+    async fn store(
+        &self,
+        account: &Account,
+        sub: Submission,
+        peer: SocketAddr,
+    ) -> Result<String, u32> {
+        if self.writer.spool().low_on_space() {
+            return Err(status::MSGQFUL);
+        }
+        let key = HandsetKey::parse(sub.dest.digits()).map_err(|_| status::INVDSTADR)?;
+        match self.registry.subscriber(&key).await {
+            Ok(Some(s)) if s.enabled => {}
+            Ok(_) => return Err(status::INVDSTADR),
+            Err(e) => {
+                warn!(%peer, "smpp registry lookup: {e}");
+                return Err(status::MSGQFUL);
+            }
+        }
+        let domain = self.cfg.sms_domain();
+        let from = format!("{}@{domain}", sub.source);
+        let to = format!("{}@{domain}", sub.dest);
+        let mut file = self.writer.spool().new_message(
+            "",
+            std::slice::from_ref(&to),
+            Vec::new(),
+            Origin {
+                kind: OriginKind::Smpp,
+                peer: peer.to_string(),
+                sender_number: Some(sub.source.clone()),
+            },
+            self.cfg.queue.sms_lifetime.0.as_secs(),
+        );
+        let id = file.id().to_string();
+        file.message = from_sms::build(&SmsMail {
+            queue_id: &id,
+            from: &from,
+            to: &to,
+            text: &sub.text,
+            subject: None,
+            date: file.envelope.arrival,
+            hostname: &self.cfg.hostname,
+            peer: &peer.to_string(),
+            protocol: "SMPP",
+            transport: "TCP",
+            facts: &SmsFacts::default(),
+        });
+        match self.writer.commit(file).await {
+            Ok(id) => {
+                info!(queue_id = %id, "{id}: smpp system_id={}, from=<{from}>, to=<{to}>, peer={peer}", account.system_id);
+                Ok(id.to_string())
+            }
+            Err(e) => {
+                warn!(%peer, "smpp commit failed: {e}");
+                Err(status::MSGQFUL)
+            }
+        }
+    }
+}
+
+/// Runs the SMPP listener until `shutdown` is cancelled, then waits for its connections.
+pub async fn run(listener: TcpListener, server: Arc<SmppServer>, shutdown: CancellationToken) {
+    let limit = Arc::new(Semaphore::new(server.cfg.smpp.max_connections));
+    let mut tasks = JoinSet::new();
+    loop {
+        let Some((stream, peer)) = crate::limits::accept(&listener, &shutdown, "smpp").await else {
+            break;
+        };
+        while tasks.try_join_next().is_some() {}
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            debug!(%peer, "smpp: too many connections; closing a new one");
+            drop(stream);
+            continue;
+        };
+        let server = Arc::clone(&server);
+        let shutdown = shutdown.clone();
+        let span = tracing::info_span!("smpp", %peer);
+        tasks.spawn(
+            async move {
+                if let Err(e) = connection(stream, peer, server, shutdown).await {
+                    debug!("smpp connection: {e}");
+                }
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// What a connection is waiting for.
+struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    server: Arc<SmppServer>,
+    session: Session,
+    /// Commits in flight: (sequence, result).
+    commits: JoinSet<(u32, Result<String, u32>)>,
+    /// submit_sm this second, and which second.
+    rate: (u64, u32),
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    server: Arc<SmppServer>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let session = Session::new(SessionConfig {
+        system_id: server.cfg.smpp.system_id.clone(),
+        max_errors: server.cfg.smpp.max_errors,
+    });
+    let mut c = Conn {
+        stream,
+        peer,
+        server,
+        session,
+        commits: JoinSet::new(),
+        rate: (0, 0),
+    };
+    let result = c.serve(&shutdown).await;
+    // Answer what was committed before the end: an acknowledged message is durable, and the
+    // ESME learns its ID.
+    while let Some(Ok((seq, r))) = c.commits.join_next().await {
+        let pdu = c.session.submitted(seq, r);
+        let _ = c.send(&pdu).await;
+    }
+    result
+}
+
+impl Conn {
+    async fn send(&mut self, pdu: &pdu::Pdu) -> std::io::Result<()> {
+        let idle = self.server.cfg.smpp.idle_timeout.0;
+        write_within(&mut self.stream, &pdu::encode(pdu), idle).await
+    }
+
+    async fn serve(&mut self, shutdown: &CancellationToken) -> std::io::Result<()> {
+        let cfg = &self.server.cfg.smpp;
+        let (max_pdu, window) = (cfg.max_pdu_size.0 as usize, cfg.window);
+        let (bind_timeout, idle) = (cfg.bind_timeout.0, cfg.idle_timeout.0);
+        let mut buf: Vec<u8> = Vec::with_capacity(4096);
+        let mut deadline = tokio::time::Instant::now() + bind_timeout;
+        loop {
+            // Every whole frame buffered, while the window has room.
+            while self.commits.len() < window {
+                let len = match pdu::frame_length(&buf, max_pdu) {
+                    Ok(Some(n)) if buf.len() >= n => n,
+                    Ok(_) => break,
+                    Err(e) => {
+                        let seq = pdu::header(&buf).map_or(0, |(_, s)| s);
+                        warn!("smpp: {e}; closing");
+                        self.send(&session::nack(e.status(), seq)).await?;
+                        return Ok(());
+                    }
+                };
+                let frame: Vec<u8> = buf.drain(..len).collect();
+                let step = self.session.frame(&frame);
+                if self.step(step).await? {
+                    return Ok(());
+                }
+                deadline = tokio::time::Instant::now()
+                    + if self.session.is_bound() {
+                        idle
+                    } else {
+                        bind_timeout
+                    };
+            }
+            let room = self.commits.len() < window;
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    // SMPP 3.4 4.12: the SMSC may unbind too; the ESME answers or not.
+                    let unbind = pdu::Pdu { status: 0, sequence: 0x7FFF_FFFF, body: pdu::Body::Unbind };
+                    let _ = self.send(&unbind).await;
+                    return Ok(());
+                }
+                Some(done) = self.commits.join_next(), if !self.commits.is_empty() => {
+                    if let Ok((seq, r)) = done {
+                        let pdu = self.session.submitted(seq, r);
+                        self.send(&pdu).await?;
+                    }
+                }
+                r = tokio::time::timeout_at(deadline, async {
+                    buf.reserve(4096);
+                    self.stream.read_buf(&mut buf).await
+                }), if room => match r {
+                    Ok(Ok(0)) => return Ok(()),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => {
+                        debug!("smpp: {} timeout; closing", if self.session.is_bound() { "idle" } else { "bind" });
+                        return Ok(());
+                    }
+                },
+            }
+        }
+    }
+
+    /// Carries out a step; `true` when the connection is to close.
+    async fn step(&mut self, step: Step) -> std::io::Result<bool> {
+        match step {
+            Step::Send(p) => self.send(&p).await.map(|()| false),
+            Step::Nothing => Ok(false),
+            Step::Close(p) => self.send(&p).await.map(|()| true),
+            Step::Authenticate {
+                sequence,
+                kind,
+                bind,
+            } => {
+                let verdict = self.server.authenticate(&bind, self.peer).await;
+                info!(
+                    "smpp bind {} as {}: {}",
+                    kind_name(kind),
+                    bind.system_id,
+                    if verdict.is_ok() { "ok" } else { "refused" }
+                );
+                match self.session.bound(sequence, kind, verdict) {
+                    Step::Send(p) => self.send(&p).await.map(|()| false),
+                    Step::Close(p) => self.send(&p).await.map(|()| true),
+                    _ => Ok(false),
+                }
+            }
+            Step::Submit(sub) => {
+                let max_rate = self
+                    .session
+                    .account()
+                    .and_then(|a| self.server.accounts.get(&a.system_id))
+                    .map_or(0, |a| a.max_rate);
+                if self.throttled(max_rate) {
+                    let p = self.session.submitted(sub.sequence, Err(status::THROTTLED));
+                    return self.send(&p).await.map(|()| false);
+                }
+                let server = Arc::clone(&self.server);
+                let account = self.session.account().cloned().unwrap_or_default();
+                let peer = self.peer;
+                self.commits.spawn(async move {
+                    let seq = sub.sequence;
+                    (seq, server.store(&account, sub, peer).await)
+                });
+                Ok(false)
+            }
+        }
+    }
+
+    /// Counts one submit_sm against `max_rate` a second (0: no cap).
+    fn throttled(&mut self, max_rate: u32) -> bool {
+        if max_rate == 0 {
+            return false;
+        }
+        let now = crate::clock::now_unix();
+        if self.rate.0 != now {
+            self.rate = (now, 0);
+        }
+        self.rate.1 += 1;
+        self.rate.1 > max_rate
+    }
+}
+
+fn kind_name(k: BindKind) -> &'static str {
+    match k {
+        BindKind::Transmitter => "transmitter",
+        BindKind::Receiver => "receiver",
+        BindKind::Transceiver => "transceiver",
+    }
+}
