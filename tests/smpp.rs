@@ -1,0 +1,242 @@
+//! The SMPP server over real sockets on loopback: a bound ESME's submit_sm is durable before
+//! its submit_sm_resp names the queue ID, and what a hostile peer sends (bad credentials,
+//! forged sources, unknown recipients, garbage, silence) gets a clear status, never a panic,
+//! and stores nothing.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use smsmta::smpp::pdu::{self, Address, Bind, BindKind, Body, Pdu, Sm, status};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn hash(password: &str) -> String {
+    let p = sha_crypt::Sha512Params::new(5_000).unwrap();
+    sha_crypt::sha512_simple(password, &p).unwrap()
+}
+
+async fn env() -> common::Env {
+    let extra = format!(
+        "[smpp]\nlisten = \"127.0.0.1:0\"\nbind_timeout = \"1s\"\nmax_errors = 3\n\
+         [[smpp.esme]]\nsystem_id = \"app\"\npassword_hash = \"{}\"\nsources = [\"2337\", \"INFO\"]\n\
+         [[smpp.esme]]\nsystem_id = \"far\"\npassword_hash = \"{}\"\nnetworks = [\"192.0.2.0/24\"]\nsources = [\"2337\"]\n",
+        hash("secret"),
+        hash("secret")
+    );
+    let env = common::Env::start(&extra).await;
+    env.add_subscriber("15551234567", "001010000000001").await;
+    env
+}
+
+fn addr(env: &common::Env) -> std::net::SocketAddr {
+    env.running.as_ref().unwrap().smpp.unwrap()
+}
+
+struct Client {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    async fn connect(env: &common::Env) -> Client {
+        Client {
+            s: TcpStream::connect(addr(env)).await.unwrap(),
+            buf: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, body: Body, seq: u32) {
+        let b = pdu::encode(&Pdu {
+            status: 0,
+            sequence: seq,
+            body,
+        });
+        self.s.write_all(&b).await.unwrap();
+    }
+
+    /// The next PDU, or `None` when the server closed the connection.
+    async fn recv(&mut self) -> Option<Pdu> {
+        loop {
+            if let Ok(Some(n)) = pdu::frame_length(&self.buf, 1 << 16)
+                && self.buf.len() >= n
+            {
+                let frame: Vec<u8> = self.buf.drain(..n).collect();
+                return Some(pdu::decode(&frame).unwrap());
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(10), self.s.read(&mut chunk))
+                .await
+                .expect("the server answered in time")
+                .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    async fn bind(&mut self, id: &str, password: &str) -> Pdu {
+        let bind = Bind {
+            system_id: id.into(),
+            password: password.into(),
+            interface_version: 0x34,
+            ..Bind::default()
+        };
+        self.send(Body::Bind(BindKind::Transceiver, bind), 1).await;
+        self.recv().await.unwrap()
+    }
+}
+
+fn submit(src: &str, dst: &str, text: &str) -> Body {
+    Body::SubmitSm(Box::new(Sm {
+        source: Address {
+            ton: 5,
+            npi: 0,
+            addr: src.into(),
+        },
+        dest: Address {
+            ton: 1,
+            npi: 1,
+            addr: dst.into(),
+        },
+        data_coding: 0,
+        short_message: text.as_bytes().to_vec(),
+        ..Sm::default()
+    }))
+}
+
+#[tokio::test]
+async fn a_submit_sm_is_durable_before_its_response_names_the_queue_id() {
+    let env = env().await;
+    let mut c = Client::connect(&env).await;
+    let b = c.bind("app", "secret").await;
+    assert_eq!(b.status, status::OK);
+    assert_eq!(
+        b.body,
+        Body::BindResp(BindKind::Transceiver, "smsmta".into())
+    );
+    c.send(submit("2337", "15551234567", "Your code is 1234"), 2)
+        .await;
+    let r = c.recv().await.unwrap();
+    assert_eq!((r.status, r.sequence), (status::OK, 2));
+    let Body::SubmitSmResp(id) = r.body else {
+        panic!("{r:?}")
+    };
+    let queued = env.spooled(1).await;
+    assert_eq!(queued.len(), 1);
+    let f = &queued[0];
+    assert_eq!(f.id().to_string(), id, "message_id is the queue ID");
+    assert_eq!(f.envelope.recipients[0].address, "15551234567@sms.test");
+    assert_eq!(f.envelope.sender, "", "no bounce goes to an ESME's number");
+    assert_eq!(f.envelope.origin.sender_number.as_deref(), Some("2337"));
+    let m = mail_parser::MessageParser::default()
+        .parse(&f.message)
+        .unwrap();
+    assert_eq!(
+        m.from().unwrap().first().unwrap().address(),
+        Some("2337@sms.test")
+    );
+    assert_eq!(m.body_text(0).unwrap().trim_end(), "Your code is 1234");
+    assert!(String::from_utf8_lossy(&f.message).contains("with SMPP/TCP id"));
+    // enquire_link is answered, unbind ends the session with its response.
+    c.send(Body::EnquireLink, 3).await;
+    assert_eq!(c.recv().await.unwrap().body, Body::EnquireLinkResp);
+    c.send(Body::Unbind, 4).await;
+    assert_eq!(c.recv().await.unwrap().body, Body::UnbindResp);
+    assert!(c.recv().await.is_none(), "closed after unbind");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn bad_credentials_and_foreign_networks_are_refused_and_the_connection_closed() {
+    let env = env().await;
+    for (id, pw, want) in [
+        ("app", "wrong", status::INVPASWD),
+        ("nobody", "secret", status::INVSYSID),
+        ("far", "secret", status::BINDFAIL),
+    ] {
+        let mut c = Client::connect(&env).await;
+        let b = c.bind(id, pw).await;
+        assert_eq!(b.status, want, "{id}");
+        assert!(c.recv().await.is_none(), "{id}: closed after the refusal");
+    }
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn forged_sources_unknown_recipients_and_unbound_submits_store_nothing() {
+    let env = env().await;
+    let mut c = Client::connect(&env).await;
+    c.send(submit("2337", "15551234567", "before bind"), 1)
+        .await;
+    assert_eq!(c.recv().await.unwrap().status, status::INVBNDSTS);
+    assert_eq!(c.bind("app", "secret").await.status, status::OK);
+    for (seq, (src, dst, want)) in [
+        ("15551234567", "15551234567", status::INVSRCADR),
+        ("2337", "15559999999", status::INVDSTADR),
+        ("2337", "not a number", status::INVDSTADR),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        c.send(submit(src, dst, "x"), 10 + seq as u32).await;
+        let r = c.recv().await.unwrap();
+        assert_eq!(
+            (r.status, r.sequence),
+            (want, 10 + seq as u32),
+            "{src} -> {dst}"
+        );
+    }
+    assert!(env.spooled(0).await.is_empty(), "nothing was stored");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_gets_generic_nack_and_a_bad_length_or_too_much_garbage_closes() {
+    let env = env().await;
+    // A body that does not decode: generic_nack, the session goes on.
+    let mut c = Client::connect(&env).await;
+    assert_eq!(c.bind("app", "secret").await.status, status::OK);
+    let mut bad = pdu::encode(&Pdu {
+        status: 0,
+        sequence: 5,
+        body: submit("2337", "15551234567", "hello"),
+    });
+    bad.truncate(30);
+    bad[..4].copy_from_slice(&30u32.to_be_bytes());
+    c.s.write_all(&bad).await.unwrap();
+    let r = c.recv().await.unwrap();
+    assert_eq!(
+        (r.body, r.status, r.sequence),
+        (Body::GenericNack, status::INVMSGLEN, 5)
+    );
+    c.send(Body::Other(0x0000_0103), 6).await;
+    let r = c.recv().await.unwrap();
+    assert_eq!((r.body, r.status), (Body::GenericNack, status::INVCMDID));
+    c.send(Body::EnquireLink, 7).await;
+    assert_eq!(c.recv().await.unwrap().body, Body::EnquireLinkResp);
+    // The third undecodable PDU ends it (max_errors = 3).
+    c.s.write_all(&bad).await.unwrap();
+    c.s.write_all(&bad).await.unwrap();
+    assert_eq!(c.recv().await.unwrap().body, Body::GenericNack);
+    assert_eq!(c.recv().await.unwrap().body, Body::GenericNack);
+    assert!(c.recv().await.is_none());
+    // A command_length of 4 GiB: generic_nack, closed, nothing buffered for it.
+    let mut c = Client::connect(&env).await;
+    c.s.write_all(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 9])
+        .await
+        .unwrap();
+    let r = c.recv().await.unwrap();
+    assert_eq!((r.body, r.status), (Body::GenericNack, status::INVCMDLEN));
+    assert!(c.recv().await.is_none());
+    // Silence: closed after bind_timeout (1 s).
+    let mut c = Client::connect(&env).await;
+    let t = std::time::Instant::now();
+    assert!(c.recv().await.is_none());
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(env.spooled(0).await.is_empty(), "nothing was stored");
+    env.stop().await;
+}
