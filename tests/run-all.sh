@@ -39,6 +39,12 @@ if ! python3 -c 'import gsmmodem.pdu' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check python-gsmmodem-new==0.13.0
 fi
 
+# Independent SMPP client for the SMPP server's interop test (smpplib).
+if ! python3 -c 'import smpplib' >/dev/null 2>&1; then
+  log "installing smpplib from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check smpplib==2.2.4
+fi
+
 # --- unit, property and integration tests (no peers) ---------------------------------------
 log "cargo test"
 cargo test
@@ -48,6 +54,7 @@ log "interop tests (cargo test -- --ignored)"
 cargo test --test interop_pdu -- --ignored
 cargo test --test interop_sipp -- --ignored
 cargo test --test interop_smtp -- --ignored
+cargo test --test interop_smpp -- --ignored
 
 # --- bounded fuzzing ---------------------------------------------------------------------
 FUZZ_SECONDS=${FUZZ_SECONDS:-8}
