@@ -26,6 +26,8 @@ pub struct Serve {
     pub smtp: SocketAddr,
     /// Submission, when configured.
     pub submission: Option<SocketAddr>,
+    /// SMPP, when configured.
+    pub smpp: Option<SocketAddr>,
     /// The log lines about delivery (`status=`) and the queue manager, as they come.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -84,6 +86,7 @@ impl Serve {
             sip: addr_after(&line, "sip udp ").unwrap().parse().unwrap(),
             smtp: addr_after(&line, "smtp ").unwrap().parse().unwrap(),
             submission: addr_after(&line, "submission ").and_then(|a| a.parse().ok()),
+            smpp: addr_after(&line, "smpp ").and_then(|a| a.parse().ok()),
         }
     }
 
