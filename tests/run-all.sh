@@ -27,6 +27,7 @@ apt_install() {
 apt_install sip-tester sipp
 apt_install swaks swaks
 apt_install openssl openssl
+apt_install kannel bearerbox
 if ! command -v postfix >/dev/null 2>&1; then
   # "No configuration": Debian writes no main.cf and starts nothing; the tests run private
   # instances on loopback (tests/interop/postfix/start-instance.sh).
@@ -55,6 +56,7 @@ cargo test --test interop_pdu -- --ignored
 cargo test --test interop_sipp -- --ignored
 cargo test --test interop_smtp -- --ignored
 cargo test --test interop_smpp -- --ignored
+cargo test --test interop_kannel -- --ignored
 
 # --- bounded fuzzing ---------------------------------------------------------------------
 FUZZ_SECONDS=${FUZZ_SECONDS:-8}

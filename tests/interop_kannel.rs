@@ -1,0 +1,149 @@
+//! Interop with Kannel (Debian package `kannel`; tests/run-all.sh installs it): its bearerbox
+//! binds as an ESME (transceiver) to smsmta's SMPP server, and a text sent through Kannel's
+//! sendsms HTTP interface (smsbox) reaches a fake BTS handset as an SMS-DELIVER, through
+//! `smsmta serve`'s spool and SIP delivery. Everything on loopback, every file in a temporary
+//! directory (tests/interop/kannel/kannel.conf.in).
+//!
+//! Ignored by plain `cargo test`; without Kannel the test fails, naming the peer.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod peers;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Serve;
+use peers::SipPeer;
+
+const PEER: &str =
+    "Kannel (Debian package kannel: bearerbox, smsbox; tests/run-all.sh installs it)";
+
+/// A Kannel box, stopped on drop.
+struct Box_(Child);
+
+impl Drop for Box_ {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_box(bin: &str, conf: &Path) -> Box_ {
+    Box_(
+        Command::new(bin)
+            .arg(conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{PEER} is missing ({bin}: {e})")),
+    )
+}
+
+/// One HTTP GET on loopback; the status line and body.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kannel (Debian kannel); run by tests/run-all.sh"]
+async fn a_text_sent_through_kannels_sendsms_reaches_the_handset() {
+    assert!(
+        Command::new("bearerbox").arg("--version").output().is_ok(),
+        "{PEER} is missing"
+    );
+    let mut handset = SipPeer::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let hash =
+        sha_crypt::sha512_simple("kpw1", &sha_crypt::Sha512Params::new(5_000).unwrap()).unwrap();
+    let smpp_port = common::free_port();
+    let cfg = common::config(
+        dir.path(),
+        &format!(
+            "{}[smpp]\nlisten = \"127.0.0.1:{smpp_port}\"\n[[smpp.esme]]\nsystem_id = \"kannel\"\npassword_hash = \"{hash}\"\nsources = [\"2337\"]\n[delivery]\nbts = \"{}\"\n",
+            common::LOOPBACK,
+            handset.addr
+        ),
+    );
+    common::add_subscriber(&cfg, "15551234567", "001010000000002");
+    let serve = Serve::start(&cfg);
+    assert_eq!(serve.smpp.map(|a| a.port()), Some(smpp_port));
+
+    let kdir = dir.path().join("kannel");
+    std::fs::create_dir_all(&kdir).unwrap();
+    let (admin, smsbox, sendsms) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
+    let conf = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/kannel/kannel.conf.in"),
+    )
+    .unwrap()
+    .replace("@DIR@", kdir.to_str().unwrap())
+    .replace("@ADMIN_PORT@", &admin.to_string())
+    .replace("@SMSBOX_PORT@", &smsbox.to_string())
+    .replace("@SENDSMS_PORT@", &sendsms.to_string())
+    .replace("@SMPP_PORT@", &smpp_port.to_string());
+    let conf_path = kdir.join("kannel.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let _bearerbox = start_box("bearerbox", &conf_path);
+    std::thread::sleep(Duration::from_millis(500));
+    let _smsbox = start_box("smsbox", &conf_path);
+
+    // Wait until Kannel reports the SMPP link online (its status page), then send.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = http_get(admin, "/status.txt?password=status").unwrap_or_default();
+        if status.contains("online") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Kannel's SMPP link to smsmta did not come online:\n{status}\n{}",
+            std::fs::read_to_string(kdir.join("bearerbox.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let reply = loop {
+        if let Some(r) = http_get(
+            sendsms,
+            "/cgi-bin/sendsms?username=tester&password=foobar&from=2337&to=15551234567&text=Hello+from+Kannel",
+        ) {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "smsbox's sendsms did not answer");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        reply.contains("Accepted") || reply.contains("Sent"),
+        "{reply}"
+    );
+
+    let got = tokio::time::timeout(Duration::from_secs(30), handset.rx.recv())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "no text reached the handset; bearerbox log:\n{}",
+                std::fs::read_to_string(kdir.join("bearerbox.log")).unwrap_or_default()
+            )
+        })
+        .unwrap();
+    let deliver = got.deliver.unwrap();
+    assert!(
+        deliver.user_data.body.text().contains("Hello from Kannel"),
+        "{:?}",
+        deliver.user_data.body.text()
+    );
+    assert_eq!(deliver.originator.value, "2337");
+    drop(serve);
+}
