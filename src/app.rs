@@ -377,11 +377,14 @@ async fn run(cfg: Arc<Config>, server: Server, sockets: Sockets) -> Result<Runni
         false,
         shutdown.clone(),
     ));
+    let binds = Arc::new(crate::smpp::agent::Binds::default());
     if let Some(l) = sockets.smpp {
         let server = Arc::new(SmppServer::new(
             Arc::clone(&cfg),
             writer.clone(),
             registry.clone(),
+            Arc::clone(&binds),
+            reachable.clone(),
         ));
         tasks.spawn(smpp_listener::run(l, server, shutdown.clone()));
     }
@@ -404,7 +407,10 @@ async fn run(cfg: Arc<Config>, server: Server, sockets: Sockets) -> Result<Runni
         ));
     }
     if cfg.delivery.enabled {
-        spawn_delivery(&mut tasks, &cfg, &writer, &registry, &reachable, &shutdown).await?;
+        spawn_delivery(
+            &mut tasks, &cfg, &writer, &registry, binds, &reachable, &shutdown,
+        )
+        .await?;
     }
     info!(
         "{}",
@@ -472,13 +478,14 @@ async fn spawn_delivery(
     cfg: &Arc<Config>,
     writer: &Writer,
     registry: &Registry,
+    binds: Arc<crate::smpp::agent::Binds>,
     reachable: &broadcast::Sender<Reachable>,
     shutdown: &CancellationToken,
 ) -> Result<(), AppError> {
     // The hook goes in before the manager's first scan: a message published in between is
     // found by both, which the schedule takes once.
     let hints = manager::hints(writer.spool(), cfg.domains.clone());
-    let ctx = manager::Ctx::new(Arc::clone(cfg), writer.clone(), registry.clone())
+    let ctx = manager::Ctx::new(Arc::clone(cfg), writer.clone(), registry.clone(), binds)
         .await
         .map_err(|e| AppError::Internal(format!("delivery: cannot bind the SIP client: {e}")))?;
     tasks.spawn(manager::supervise(

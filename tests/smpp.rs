@@ -240,3 +240,94 @@ async fn garbage_gets_generic_nack_and_a_bad_length_or_too_much_garbage_closes()
     assert!(env.spooled(0).await.is_empty(), "nothing was stored");
     env.stop().await;
 }
+
+#[tokio::test]
+async fn mail_to_an_esmes_service_number_goes_to_it_as_deliver_sm_until_it_answers() {
+    let extra = format!(
+        "[smpp]\nlisten = \"127.0.0.1:0\"\n[[smpp.esme]]\nsystem_id = \"app\"\npassword_hash = \"{}\"\nsources = [\"7777\"]\nservice_numbers = [\"7777\"]\n\
+         [delivery]\nbts = \"127.0.0.1:9\"\nhandset_backoff_min = \"60s\"\nhandset_backoff_max = \"60s\"\n",
+        hash("secret")
+    );
+    let env = common::Env::start(&extra).await;
+    // A mail to the service number while the ESME is not bound: accepted, kept.
+    let s = TcpStream::connect(env.smtp()).await.unwrap();
+    let (r, mut w) = s.into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    let mut line = String::new();
+    use tokio::io::AsyncBufReadExt;
+    let mut reply = async |r: &mut tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>| {
+        loop {
+            line.clear();
+            r.read_line(&mut line).await.unwrap();
+            if line.len() < 4 || line.as_bytes()[3] == b' ' {
+                return line.clone();
+            }
+        }
+    };
+    reply(&mut r).await;
+    for cmd in [
+        "EHLO t\r\n",
+        "MAIL FROM:<alice@example.org>\r\n",
+        "RCPT TO:<7777@sms.test>\r\n",
+        "DATA\r\n",
+        "From: alice@example.org\r\nTo: 7777@sms.test\r\n\r\nSTOP\r\n.\r\n",
+    ] {
+        w.write_all(cmd.as_bytes()).await.unwrap();
+        let got = reply(&mut r).await;
+        assert!(
+            got.starts_with('2') || got.starts_with('3'),
+            "{cmd:?}: {got}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The ESME binds as a receiver: the text arrives as deliver_sm at once (its bind makes
+    // the service number's texts due, as a REGISTER does a handset's; the retry is 60 s away).
+    let mut c = Client::connect(&env).await;
+    let bind = Bind {
+        system_id: "app".into(),
+        password: "secret".into(),
+        interface_version: 0x34,
+        ..Bind::default()
+    };
+    c.send(Body::Bind(BindKind::Receiver, bind), 1).await;
+    assert_eq!(c.recv().await.unwrap().status, status::OK);
+    let d = loop {
+        let p = c.recv().await.expect("a deliver_sm");
+        if let Body::DeliverSm(sm) = p.body {
+            break (p.sequence, sm);
+        }
+    };
+    let (seq, sm) = d;
+    assert_eq!(sm.dest.addr, "7777");
+    let text = smsmta::smpp::text::decode(sm.data_coding, sm.payload()).unwrap();
+    assert!(text.contains("STOP"), "{text}");
+    assert!(
+        text.contains("alice@example.org"),
+        "mail names its sender: {text}"
+    );
+    c.s.write_all(&pdu::encode(&Pdu {
+        status: 0,
+        sequence: seq,
+        body: Body::DeliverSmResp,
+    }))
+    .await
+    .unwrap();
+    // Delivered: the message leaves the queue.
+    let spool = smsmta::spool::Spool::open(&env.spool_dir, 1 << 20).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: usize = smsmta::spool::Queue::MESSAGE_QUEUES
+            .iter()
+            .map(|q| spool.list(*q).unwrap().len())
+            .sum();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} messages still queued"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    env.stop().await;
+}

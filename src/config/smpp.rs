@@ -60,6 +60,10 @@ pub struct EsmeAccount {
     /// submit_sm accepted a second at most on one bind (0: no cap); above it ESME_RTHROTTLED.
     #[serde(default)]
     pub max_rate: u32,
+    /// Numbers whose texts (from handsets, or mail) go to this ESME as deliver_sm, while one
+    /// of its receiver or transceiver binds is up (retried while it is not).
+    #[serde(default)]
+    pub service_numbers: Vec<String>,
 }
 
 impl SmppConfig {
@@ -100,6 +104,13 @@ impl EsmeAccount {
                     "{id:?}: password_hash must be a SHA-512 crypt hash ($6$...), never a plain password"
                 ),
             ));
+        }
+        if let Some(bad) = self
+            .service_numbers
+            .iter()
+            .find(|n| crate::identity::Msisdn::parse(n).is_err())
+        {
+            return Err(("smpp.esme", format!("{id:?}: {bad:?} is not a number")));
         }
         if let Some(bad) = self
             .sources

@@ -154,6 +154,7 @@ pub struct Ctx {
     registry: Registry,
     sip: SipAgent,
     smtp: SmtpAgent,
+    smpp: Arc<crate::smpp::agent::Binds>,
 }
 
 impl Ctx {
@@ -161,7 +162,12 @@ impl Ctx {
     ///
     /// # Errors
     /// When the SIP agent's socket cannot be bound.
-    pub async fn new(cfg: Arc<Config>, writer: Writer, registry: Registry) -> std::io::Result<Ctx> {
+    pub async fn new(
+        cfg: Arc<Config>,
+        writer: Writer,
+        registry: Registry,
+        smpp: Arc<crate::smpp::agent::Binds>,
+    ) -> std::io::Result<Ctx> {
         let sip = SipAgent::bind(&cfg).await?;
         let smtp = SmtpAgent::new(&cfg);
         Ok(Ctx {
@@ -171,6 +177,7 @@ impl Ctx {
             registry,
             sip,
             smtp,
+            smpp,
         })
     }
 }

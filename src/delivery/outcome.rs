@@ -141,6 +141,41 @@ pub fn smtp(code: u16, text: &str) -> Outcome {
     }
 }
 
+/// The answer to a deliver_sm (SMPP 3.4 5.1.3 command_status), or why there was none.
+/// ESMEs use few codes: 0 is delivered; the queue-full, throttling, system and "temporary
+/// application" errors, and every code not listed, are temporary; an ESME that says the
+/// destination or the source is wrong, or rejects the message for good, bounces it.
+pub fn smpp(answer: Result<u32, crate::smpp::agent::AgentError>) -> Outcome {
+    use crate::smpp::agent::AgentError;
+    let status = match answer {
+        Ok(s) => s,
+        Err(e @ (AgentError::NotBound | AgentError::Busy | AgentError::Closed)) => {
+            return transport(TransportFailure::Unreachable, &e.to_string());
+        }
+        Err(e @ AgentError::Timeout) => {
+            return transport(TransportFailure::Timeout, &e.to_string());
+        }
+    };
+    let why = || format!("deliver_sm_resp 0x{status:08X}");
+    let bounce = |status| Outcome::Bounce {
+        reason: why(),
+        status,
+    };
+    match status {
+        0x0000_0000 => Outcome::Delivered,
+        // ESME_RINVDSTADR, ESME_RINVSRCADR.
+        0x0000_000B => bounce("5.1.1"),
+        0x0000_000A => bounce("5.1.7"),
+        // ESME_RX_P_APPN (permanent application error), ESME_RX_R_APPN (reject message).
+        0x0000_0065 | 0x0000_0066 => bounce("5.0.0"),
+        // ESME_RMSGQFUL, ESME_RTHROTTLED, ESME_RSYSERR, ESME_RX_T_APPN, and any other.
+        _ => Outcome::Retry {
+            reason: why(),
+            retry_after: None,
+        },
+    }
+}
+
 /// A transport failure: always temporary.
 pub fn transport(failure: TransportFailure, detail: &str) -> Outcome {
     let reason = match failure {

@@ -52,6 +52,20 @@ pub fn classify(address: &str, local_domains: &[String]) -> Option<Dest> {
     Some(Dest::Mail { domain })
 }
 
+/// The ESME whose service number `key` is (`[[smpp.esme]] service_numbers`): a text to it
+/// goes out as deliver_sm to that ESME instead of to a handset.
+pub fn esme_service<'a>(
+    key: &HandsetKey,
+    esmes: &'a [crate::config::EsmeAccount],
+) -> Option<&'a crate::config::EsmeAccount> {
+    let HandsetKey::Number(n) = key else {
+        return None;
+    };
+    esmes
+        .iter()
+        .find(|e| e.service_numbers.iter().any(|s| s == n.digits()))
+}
+
 /// The key that serialises deliveries to one handset (one MESSAGE outstanding at a time).
 pub fn serial_key(address: &str, local_domains: &[String]) -> Option<String> {
     match classify(address, local_domains)? {

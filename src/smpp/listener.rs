@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
+use super::agent::{Binds, Outbound};
 use super::pdu::{self, BindKind, status};
 use super::session::{self, Account, Session, SessionConfig, Step, Submission};
 use crate::auth::Passwords;
@@ -45,6 +46,8 @@ pub struct SmppServer {
     registry: Registry,
     passwords: Passwords,
     accounts: HashMap<String, EsmeAccount>,
+    binds: Arc<Binds>,
+    reachable: tokio::sync::broadcast::Sender<crate::registry::Reachable>,
 }
 
 impl std::fmt::Debug for SmppServer {
@@ -55,7 +58,15 @@ impl std::fmt::Debug for SmppServer {
 
 impl SmppServer {
     /// The server for `cfg`'s `[smpp]` accounts.
-    pub fn new(cfg: Arc<Config>, writer: Writer, registry: Registry) -> SmppServer {
+    /// `reachable`: where a receiving bind announces its service numbers, whose texts are
+    /// then due at once (as a REGISTER makes a handset's).
+    pub fn new(
+        cfg: Arc<Config>,
+        writer: Writer,
+        registry: Registry,
+        binds: Arc<Binds>,
+        reachable: tokio::sync::broadcast::Sender<crate::registry::Reachable>,
+    ) -> SmppServer {
         let accounts: HashMap<String, EsmeAccount> = cfg
             .smpp
             .esme
@@ -73,6 +84,8 @@ impl SmppServer {
             registry,
             passwords,
             accounts,
+            binds,
+            reachable,
         }
     }
 
@@ -198,6 +211,12 @@ struct Conn {
     commits: JoinSet<(u32, Result<String, u32>)>,
     /// submit_sm this second, and which second.
     rate: (u64, u32),
+    /// Registered in [`Binds`] (a bind that receives): the handle and the deliver_sm to send.
+    receiving: Option<(String, u64, tokio::sync::mpsc::Receiver<Outbound>)>,
+    /// deliver_sm sent, waiting for their response: by sequence_number.
+    waiting: HashMap<u32, tokio::sync::oneshot::Sender<u32>>,
+    /// The next sequence_number of a PDU smsmta sends.
+    next_seq: u32,
 }
 
 async fn connection(
@@ -218,8 +237,14 @@ async fn connection(
         session,
         commits: JoinSet::new(),
         rate: (0, 0),
+        receiving: None,
+        waiting: HashMap::new(),
+        next_seq: 1,
     };
     let result = c.serve(&shutdown).await;
+    if let Some((system_id, id, _)) = c.receiving.take() {
+        c.server.binds.remove(&system_id, id);
+    }
     // Answer what was committed before the end: an acknowledged message is durable, and the
     // ESME learns its ID.
     while let Some(Ok((seq, r))) = c.commits.join_next().await {
@@ -274,6 +299,18 @@ impl Conn {
                     let _ = self.send(&unbind).await;
                     return Ok(());
                 }
+                Some(out) = async {
+                    match self.receiving.as_mut() {
+                        Some((_, _, rx)) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let seq = self.next_seq;
+                    self.next_seq = if seq >= 0x7FFF_FFFE { 1 } else { seq + 1 };
+                    let p = pdu::Pdu { status: 0, sequence: seq, body: pdu::Body::DeliverSm(Box::new(out.sm)) };
+                    self.send(&p).await?;
+                    self.waiting.insert(seq, out.reply);
+                }
                 Some(done) = self.commits.join_next(), if !self.commits.is_empty() => {
                     if let Ok((seq, r)) = done {
                         let pdu = self.session.submitted(seq, r);
@@ -314,11 +351,30 @@ impl Conn {
                     bind.system_id,
                     if verdict.is_ok() { "ok" } else { "refused" }
                 );
+                let receiver = verdict
+                    .as_ref()
+                    .ok()
+                    .filter(|_| kind.receives())
+                    .map(|a| a.system_id.clone());
                 match self.session.bound(sequence, kind, verdict) {
-                    Step::Send(p) => self.send(&p).await.map(|()| false),
+                    Step::Send(p) => {
+                        self.send(&p).await?;
+                        if let Some(system_id) = receiver {
+                            let (id, rx) = self.server.binds.add(&system_id);
+                            self.announce(&system_id);
+                            self.receiving = Some((system_id, id, rx));
+                        }
+                        Ok(false)
+                    }
                     Step::Close(p) => self.send(&p).await.map(|()| true),
                     _ => Ok(false),
                 }
+            }
+            Step::Delivered { sequence, status } => {
+                if let Some(reply) = self.waiting.remove(&sequence) {
+                    let _ = reply.send(status);
+                }
+                Ok(false)
             }
             Step::Submit(sub) => {
                 let max_rate = self
@@ -339,6 +395,23 @@ impl Conn {
                 });
                 Ok(false)
             }
+        }
+    }
+
+    /// Makes the texts waiting for `system_id`'s service numbers due now.
+    fn announce(&self, system_id: &str) {
+        let numbers = self
+            .server
+            .accounts
+            .get(system_id)
+            .map(|a| a.service_numbers.clone())
+            .unwrap_or_default();
+        for n in numbers {
+            let _ = self.server.reachable.send(crate::registry::Reachable {
+                aor: n.clone(),
+                msisdn: Some(n),
+                contacts: Vec::new(),
+            });
         }
     }
 

@@ -85,6 +85,13 @@ pub enum Step {
     },
     /// Check the recipient and store the text; then [`Session::submitted`].
     Submit(Submission),
+    /// The ESME answered a deliver_sm smsmta sent.
+    Delivered {
+        /// The deliver_sm's sequence_number.
+        sequence: u32,
+        /// Its command_status.
+        status: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +153,14 @@ impl Session {
         }
     }
 
+    /// The kind of the accepted bind, if any.
+    pub fn bind_kind(&self) -> Option<BindKind> {
+        match &self.state {
+            State::Bound(k, _) => Some(*k),
+            State::Open | State::Closed => None,
+        }
+    }
+
     /// Whether a bind has been accepted.
     pub fn is_bound(&self) -> bool {
         matches!(self.state, State::Bound(..))
@@ -172,7 +187,11 @@ impl Session {
         let seq = p.sequence;
         match (&self.state, p.body) {
             (_, Body::EnquireLink) => Step::Send(resp(Body::EnquireLinkResp, status::OK, seq)),
-            (_, Body::EnquireLinkResp | Body::GenericNack | Body::DeliverSmResp) => Step::Nothing,
+            (_, Body::EnquireLinkResp | Body::GenericNack) => Step::Nothing,
+            (_, Body::DeliverSmResp) => Step::Delivered {
+                sequence: seq,
+                status: p.status,
+            },
             (State::Open, Body::Bind(kind, bind)) => Step::Authenticate {
                 sequence: seq,
                 kind,

@@ -206,6 +206,12 @@ impl SmtpServer {
         let any_imsi = self.cfg.sip.unknown_imsi == crate::config::UnknownImsi::Accept
             && msisdn.starts_with("IMSI");
         match crate::identity::HandsetKey::parse(msisdn) {
+            // An ESME's service number takes texts as a handset does.
+            Ok(key)
+                if crate::delivery::route::esme_service(&key, &self.cfg.smpp.esme).is_some() =>
+            {
+                Ok(true)
+            }
             Ok(key) => Ok(match self.registry.subscriber(&key).await? {
                 Some(s) => s.enabled,
                 None => any_imsi,

@@ -234,6 +234,22 @@ impl Job<'_> {
         notices
     }
 
+    /// A text for an ESME's service number, as deliver_sm over one of its binds.
+    async fn esme(&mut self, system_id: String, key: &HandsetKey) -> (Outcome, String) {
+        let content = sms_text(self.ctx, &self.file);
+        let sm =
+            crate::smpp::agent::deliver_sm(&content.originator, &key.to_string(), &content.text);
+        let timeout = self
+            .ctx
+            .cfg
+            .smpp
+            .idle_timeout
+            .0
+            .min(Duration::from_secs(30));
+        let answer = self.ctx.smpp.deliver(&system_id, sm, timeout).await;
+        (outcome::smpp(answer), format!("smpp:{system_id}"))
+    }
+
     /// After a failure to queue its notices: the recipients that failed in this job become
     /// pending again (so that their notice is not lost), the delay warning is owed again, and
     /// the message is retried in a minute.
@@ -306,6 +322,9 @@ impl Job<'_> {
     }
 
     async fn handset(&mut self, key: &HandsetKey, attempts: u32) -> (Outcome, String) {
+        if let Some(esme) = route::esme_service(key, &self.ctx.cfg.smpp.esme) {
+            return self.esme(esme.system_id.clone(), key).await;
+        }
         let k = key.clone();
         let bts_port = self.ctx.cfg.delivery.bts.port();
         let found = self
