@@ -1,8 +1,9 @@
 //! Interop with Kannel (Debian package `kannel`; tests/run-all.sh installs it): its bearerbox
 //! binds as an ESME (transceiver) to smsmta's SMPP server, and a text sent through Kannel's
 //! sendsms HTTP interface (smsbox) reaches a fake BTS handset as an SMS-DELIVER, through
-//! `smsmta serve`'s spool and SIP delivery. Everything on loopback, every file in a temporary
-//! directory (tests/interop/kannel/kannel.conf.in).
+//! `smsmta serve`'s spool and SIP delivery; and a handset's SIP MESSAGE to the ESME's service
+//! number reaches Kannel as deliver_sm, whose smsbox calls a URL served by the test. Everything
+//! on loopback, every file in a temporary directory (tests/interop/kannel/kannel.conf.in).
 //!
 //! Ignored by plain `cargo test`; without Kannel the test fails, naming the peer.
 
@@ -68,7 +69,7 @@ async fn a_text_sent_through_kannels_sendsms_reaches_the_handset() {
     let cfg = common::config(
         dir.path(),
         &format!(
-            "{}[smpp]\nlisten = \"127.0.0.1:{smpp_port}\"\n[[smpp.esme]]\nsystem_id = \"kannel\"\npassword_hash = \"{hash}\"\nsources = [\"2337\"]\n[delivery]\nbts = \"{}\"\n",
+            "{}[smpp]\nlisten = \"127.0.0.1:{smpp_port}\"\n[[smpp.esme]]\nsystem_id = \"kannel\"\npassword_hash = \"{hash}\"\nsources = [\"2337\"]\nservice_numbers = [\"7777\"]\n[delivery]\nbts = \"{}\"\n",
             common::LOOPBACK,
             handset.addr
         ),
@@ -84,6 +85,26 @@ async fn a_text_sent_through_kannels_sendsms_reaches_the_handset() {
         common::free_port(),
         common::free_port(),
     );
+    // The URL smsbox calls for each text it receives: one request, its query line sent back.
+    let mo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mo_port = mo.local_addr().unwrap().port();
+    let (mo_tx, mo_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for mut s in mo.incoming().flatten() {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let _ = s.write_all(
+                b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n",
+            );
+            let _ = mo_tx.send(req);
+        }
+    });
     let conf = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/kannel/kannel.conf.in"),
     )
@@ -92,7 +113,8 @@ async fn a_text_sent_through_kannels_sendsms_reaches_the_handset() {
     .replace("@ADMIN_PORT@", &admin.to_string())
     .replace("@SMSBOX_PORT@", &smsbox.to_string())
     .replace("@SENDSMS_PORT@", &sendsms.to_string())
-    .replace("@SMPP_PORT@", &smpp_port.to_string());
+    .replace("@SMPP_PORT@", &smpp_port.to_string())
+    .replace("@MO_PORT@", &mo_port.to_string());
     let conf_path = kdir.join("kannel.conf");
     std::fs::write(&conf_path, conf).unwrap();
     let _bearerbox = start_box("bearerbox", &conf_path);
@@ -145,5 +167,36 @@ async fn a_text_sent_through_kannels_sendsms_reaches_the_handset() {
         deliver.user_data.body.text()
     );
     assert_eq!(deliver.originator.value, "2337");
+
+    // The handset answers the service number: SIP MESSAGE -> smsmta -> deliver_sm -> Kannel.
+    let sip = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let body = "STOP please";
+    let req = format!(
+        "MESSAGE sip:smsc@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-k1\r\nMax-Forwards: 70\r\n\
+         From: <sip:IMSI001010000000002@127.0.0.1>;tag=k1\r\nTo: <sip:7777@127.0.0.1>\r\nCall-ID: kannel-mo-1\r\n\
+         CSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len(),
+        me = sip.local_addr().unwrap()
+    );
+    sip.send_to(req.as_bytes(), serve.sip).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = sip.recv_from(&mut buf).unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(answer.starts_with("SIP/2.0 202"), "{answer}");
+    let got = mo_rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| {
+            panic!(
+                "smsbox did not call the MO URL; smsbox log:\n{}",
+                std::fs::read_to_string(kdir.join("smsbox.log")).unwrap_or_default()
+            )
+        });
+    assert!(got.contains("to=7777&"), "a short code, not +7777: {got}");
+    assert!(
+        got.contains("from=15551234567") || got.contains("from=%2B15551234567"),
+        "{got}"
+    );
+    assert!(got.contains("STOP"), "{got}");
     drop(serve);
 }

@@ -138,6 +138,23 @@ impl Binds {
     }
 }
 
+/// An SMPP address for `a`: a full number (8 digits or more) international (TON 1, E.164),
+/// a shorter one (a short code) of unknown type with E.164 numbering, letters alphanumeric.
+fn address(a: &str) -> Address {
+    let (ton, npi) = if !a.bytes().all(|b| b.is_ascii_digit()) {
+        (5, 0)
+    } else if a.len() >= 8 {
+        (1, 1)
+    } else {
+        (0, 1)
+    };
+    Address {
+        ton,
+        npi,
+        addr: a.to_string(),
+    }
+}
+
 /// The deliver_sm for a text from `source` to the ESME's `service` number: GSM 03.38 when the
 /// alphabet holds it, else UCS-2; in message_payload when it is longer than short_message can
 /// carry.
@@ -148,24 +165,9 @@ pub fn deliver_sm(source: &str, service: &str, body: &str) -> Sm {
     } else {
         (octets, Vec::new())
     };
-    let ton = |a: &str| {
-        if a.bytes().all(|b| b.is_ascii_digit()) {
-            1
-        } else {
-            5
-        }
-    };
     Sm {
-        source: Address {
-            ton: ton(source),
-            npi: u8::from(ton(source) == 1),
-            addr: source.to_string(),
-        },
-        dest: Address {
-            ton: ton(service),
-            npi: u8::from(ton(service) == 1),
-            addr: service.to_string(),
-        },
+        source: address(source),
+        dest: address(service),
         data_coding,
         short_message,
         tlvs,
