@@ -331,3 +331,45 @@ async fn mail_to_an_esmes_service_number_goes_to_it_as_deliver_sm_until_it_answe
     }
     env.stop().await;
 }
+
+#[tokio::test]
+async fn a_flood_from_one_address_and_multibyte_names_are_refused_and_texts_still_go_through() {
+    let extra = format!(
+        "[smpp]\nlisten = \"127.0.0.1:0\"\nmax_connections_per_client = 4\n\
+         [[smpp.esme]]\nsystem_id = \"app\"\npassword_hash = \"{}\"\nsources = [\"2337\"]\n",
+        hash("secret")
+    );
+    let env = common::Env::start(&extra).await;
+    env.add_subscriber("15551234567", "001010000000001").await;
+    // Names and passwords with multi-byte characters (as octets on the wire): refused, no panic.
+    let mut c = Client::connect(&env).await;
+    let mut b = pdu::encode(&Pdu {
+        status: 0,
+        sequence: 1,
+        body: Body::Bind(BindKind::Transceiver, Bind::default()),
+    });
+    b.splice(16..16, "ßñ🙂".bytes());
+    let n = b.len() as u32;
+    b[..4].copy_from_slice(&n.to_be_bytes());
+    c.s.write_all(&b).await.unwrap();
+    let r = c.recv().await.unwrap();
+    assert_eq!(r.status, status::INVSYSID);
+    // Four connections from one address are let in; the fifth is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(Client::connect(&env).await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fifth = Client::connect(&env).await;
+    assert!(
+        fifth.recv().await.is_none(),
+        "the fifth connection is closed"
+    );
+    // One of the four binds and submits: texts still go through.
+    let c = &mut held[0];
+    assert_eq!(c.bind("app", "secret").await.status, status::OK);
+    c.send(submit("2337", "15551234567", "still here"), 2).await;
+    assert_eq!(c.recv().await.unwrap().status, status::OK);
+    assert_eq!(env.spooled(1).await.len(), 1);
+    env.stop().await;
+}

@@ -12,6 +12,8 @@ pub struct SmppConfig {
     pub system_id: String,
     /// Open connections at most (binds and connections not yet bound).
     pub max_connections: usize,
+    /// Open connections from one address at most.
+    pub max_connections_per_client: usize,
     /// submit_sm a bind may have outstanding (read, not yet answered); the next is not read
     /// until one is answered.
     pub window: usize,
@@ -33,6 +35,7 @@ impl Default for SmppConfig {
             listen: String::new(),
             system_id: "smsmta".into(),
             max_connections: 64,
+            max_connections_per_client: 16,
             window: 100,
             max_pdu_size: Size(4 << 10),
             bind_timeout: Dur(Duration::from_secs(10)),
@@ -81,6 +84,12 @@ impl SmppConfig {
         }
         check_bounds(&[
             Bound::Num("smpp.max_connections", s.max_connections as u64, 1, 65_536),
+            Bound::Num(
+                "smpp.max_connections_per_client",
+                s.max_connections_per_client as u64,
+                1,
+                65_536,
+            ),
             Bound::Num("smpp.window", s.window as u64, 1, 10_000),
             Bound::Num("smpp.max_pdu_size", s.max_pdu_size.0, 256, 1 << 20),
             Bound::secs("smpp.bind_timeout", s.bind_timeout.0, 1, 300),

@@ -1,6 +1,7 @@
 //! The SMPP server's I/O: accept, PDU framing, the window, timeouts, bind checks and commits.
 //!
-//! **Limits.** At most `[smpp] max_connections` open connections: one more is closed at once.
+//! **Limits.** At most `[smpp] max_connections` open connections, `max_connections_per_client`
+//! from one address: one more is closed at once.
 //! A connection that has not bound within `bind_timeout`, or a bound one silent for
 //! `idle_timeout`, is closed. A command_length below the header or above `max_pdu_size` gets
 //! generic_nack and the connection closes (the framing is lost). At most `window` submit_sm are
@@ -33,7 +34,7 @@ use super::session::{self, Account, Session, SessionConfig, Step, Submission};
 use crate::auth::Passwords;
 use crate::config::{self, Config, EsmeAccount};
 use crate::identity::HandsetKey;
-use crate::limits::write_within;
+use crate::limits::{PerClient, write_within};
 use crate::mail::facts::SmsFacts;
 use crate::mail::from_sms::{self, SmsMail};
 use crate::registry::Registry;
@@ -174,6 +175,7 @@ impl SmppServer {
 /// Runs the SMPP listener until `shutdown` is cancelled, then waits for its connections.
 pub async fn run(listener: TcpListener, server: Arc<SmppServer>, shutdown: CancellationToken) {
     let limit = Arc::new(Semaphore::new(server.cfg.smpp.max_connections));
+    let per_client = PerClient::new(server.cfg.smpp.max_connections_per_client);
     let mut tasks = JoinSet::new();
     loop {
         let Some((stream, peer)) = crate::limits::accept(&listener, &shutdown, "smpp").await else {
@@ -185,6 +187,11 @@ pub async fn run(listener: TcpListener, server: Arc<SmppServer>, shutdown: Cance
             drop(stream);
             continue;
         };
+        let Some(slot) = per_client.try_acquire(peer.ip()) else {
+            debug!(%peer, "smpp: too many connections from this address; closing a new one");
+            drop(stream);
+            continue;
+        };
         let server = Arc::clone(&server);
         let shutdown = shutdown.clone();
         let span = tracing::info_span!("smpp", %peer);
@@ -193,6 +200,7 @@ pub async fn run(listener: TcpListener, server: Arc<SmppServer>, shutdown: Cance
                 if let Err(e) = connection(stream, peer, server, shutdown).await {
                     debug!("smpp connection: {e}");
                 }
+                drop(slot);
                 drop(permit);
             }
             .instrument(span),
