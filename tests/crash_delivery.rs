@@ -8,7 +8,7 @@
 mod common;
 mod peers;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -106,36 +106,7 @@ async fn every_acknowledged_message_is_delivered_across_ten_sigkills() {
     let serve = Serve::start(&cfg);
     let got = send_until_killed(serve.smtp, next, Duration::from_secs(60)).await;
     acked.extend(got);
-    let mut seen: HashMap<usize, usize> = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while acked.iter().any(|i| !seen.contains_key(i)) && Instant::now() < deadline {
-        let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(5), peer.rx.recv()).await else {
-            continue;
-        };
-        let text = r.deliver.unwrap().user_data.body.text();
-        // Mail names its sender before the text ("<address>: crash test N").
-        let n: usize = text
-            .rsplit("crash test ")
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        *seen.entry(n).or_default() += 1;
-    }
-    // Drain what else arrives for a moment (late duplicates).
-    while let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(500), peer.rx.recv()).await {
-        let text = r.deliver.unwrap().user_data.body.text();
-        // Mail names its sender before the text ("<address>: crash test N").
-        let n: usize = text
-            .rsplit("crash test ")
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        *seen.entry(n).or_default() += 1;
-    }
+    let seen = peers::count_crash_texts(&mut peer, &acked).await;
     drop(serve);
     let lost: Vec<usize> = acked
         .iter()

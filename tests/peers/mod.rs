@@ -262,3 +262,34 @@ fn addr_of(s: &str) -> String {
     let s = s.split_whitespace().next().unwrap_or("");
     s.trim_start_matches('<').trim_end_matches('>').to_string()
 }
+
+/// Counts the texts `crash test N` the handset receives, by N, until every number in `acked`
+/// has arrived (or 90 s pass), then for half a second more (late duplicates). For the crash
+/// tests: a number acknowledged and never counted was lost.
+pub async fn count_crash_texts(
+    peer: &mut SipPeer,
+    acked: &std::collections::HashSet<usize>,
+) -> HashMap<usize, usize> {
+    fn number(r: Received) -> usize {
+        let text = r.deliver.unwrap().user_data.body.text();
+        // The text may name its sender first ("<address>: crash test N").
+        text.rsplit("crash test ")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+    let mut seen: HashMap<usize, usize> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while acked.iter().any(|i| !seen.contains_key(i)) && Instant::now() < deadline {
+        let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(5), peer.rx.recv()).await else {
+            continue;
+        };
+        *seen.entry(number(r)).or_default() += 1;
+    }
+    while let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(500), peer.rx.recv()).await {
+        *seen.entry(number(r)).or_default() += 1;
+    }
+    seen
+}
