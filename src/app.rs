@@ -335,131 +335,126 @@ async fn start_spool(cfg: &Arc<Config>) -> Result<Server, AppError> {
         .map_err(|e| AppError::Internal(e.to_string()))?
 }
 
+/// What the listeners and the queue manager share.
+struct Shared {
+    cfg: Arc<Config>,
+    writer: Writer,
+    registry: Registry,
+    reachable: broadcast::Sender<Reachable>,
+    shutdown: CancellationToken,
+}
+
 async fn run(cfg: Arc<Config>, server: Server, sockets: Sockets) -> Result<Running, AppError> {
-    let registry = Registry::open_with(
-        cfg.registry_path(),
-        cfg.openbts_path(),
-        cfg.registry.openbts_busy_timeout.0,
-    )?;
-    let (reachable, _) = broadcast::channel(1024);
-    let writer = server.writer().clone();
-    let shutdown = CancellationToken::new();
+    let busy = cfg.registry.openbts_busy_timeout.0;
+    let registry = Registry::open_with(cfg.registry_path(), cfg.openbts_path(), busy)?;
+    let sh = Shared {
+        writer: server.writer().clone(),
+        registry,
+        reachable: broadcast::channel(1024).0,
+        shutdown: CancellationToken::new(),
+        cfg,
+    };
     let mut tasks = JoinSet::new();
-    let sip_udp = local(sockets.sip_udp.local_addr())?;
-    let sip_tcp = local(sockets.sip_tcp.local_addr())?;
-    let smtp = local(sockets.smtp.local_addr())?;
-    let submission = match &sockets.submission {
-        Some(l) => Some(local(l.local_addr())?),
-        None => None,
-    };
-    let smpp = match &sockets.smpp {
-        Some(l) => Some(local(l.local_addr())?),
-        None => None,
-    };
-    let service = Arc::new(Service::new(
-        Arc::clone(&cfg),
-        writer.clone(),
-        registry.clone(),
-        reachable.clone(),
-    ));
-    service.restore_seen().await;
-    let smtp_server = Arc::new(
-        SmtpServer::new(Arc::clone(&cfg), writer.clone(), registry.clone())
-            .map_err(|e| AppError::Internal(e.to_string()))?,
+    let addr = |l: &TcpListener| local(l.local_addr());
+    let (sip_udp, sip_tcp) = (
+        local(sockets.sip_udp.local_addr())?,
+        addr(&sockets.sip_tcp)?,
     );
-    if let Some(l) = sockets.submission {
-        let server = Arc::clone(&smtp_server);
-        tasks.spawn(smtp_listener::run(l, server, true, shutdown.clone()));
-    }
-    tasks.spawn(smtp_listener::run(
-        sockets.smtp,
-        smtp_server,
-        false,
-        shutdown.clone(),
-    ));
+    let smtp = addr(&sockets.smtp)?;
+    let submission = sockets.submission.as_ref().map(addr).transpose()?;
+    let smpp = sockets.smpp.as_ref().map(addr).transpose()?;
+    spawn_smtp(&mut tasks, &sh, sockets.smtp, sockets.submission)?;
     let binds = Arc::new(crate::smpp::agent::Binds::default());
     if let Some(l) = sockets.smpp {
-        let server = Arc::new(SmppServer::new(
-            Arc::clone(&cfg),
-            writer.clone(),
-            registry.clone(),
+        let server = SmppServer::new(
+            Arc::clone(&sh.cfg),
+            sh.writer.clone(),
+            sh.registry.clone(),
             Arc::clone(&binds),
-            reachable.clone(),
-        ));
-        tasks.spawn(smpp_listener::run(l, server, shutdown.clone()));
+            sh.reachable.clone(),
+        );
+        tasks.spawn(smpp_listener::run(l, Arc::new(server), sh.shutdown.clone()));
     }
-    spawn_sip(
-        &mut tasks,
-        &cfg,
-        service,
-        sockets.sip_udp,
-        sockets.sip_tcp,
-        &shutdown,
-    );
-    if let Some(path) = cfg.openbts_path()
-        && !cfg.registry.openbts_poll.0.is_zero()
+    spawn_sip(&mut tasks, &sh, sockets.sip_udp, sockets.sip_tcp).await;
+    if let Some(path) = sh.cfg.openbts_path()
+        && !sh.cfg.registry.openbts_poll.0.is_zero()
     {
-        tasks.spawn(watch_openbts(
-            path,
-            cfg.registry.openbts_poll.0,
-            reachable.clone(),
-            shutdown.clone(),
-        ));
+        let (every, r, s) = (
+            sh.cfg.registry.openbts_poll.0,
+            sh.reachable.clone(),
+            sh.shutdown.clone(),
+        );
+        tasks.spawn(watch_openbts(path, every, r, s));
     }
-    if cfg.delivery.enabled {
-        spawn_delivery(
-            &mut tasks, &cfg, &writer, &registry, binds, &reachable, &shutdown,
-        )
-        .await?;
+    if sh.cfg.delivery.enabled {
+        spawn_delivery(&mut tasks, &sh, binds).await?;
     }
-    info!(
-        "{}",
-        ready_line(&cfg, sip_udp, sip_tcp, smtp, submission, smpp)
-    );
+    let ready = ready_line(&sh.cfg, sip_udp, sip_tcp, smtp, submission, smpp);
+    info!("{ready}");
     Ok(Running {
         sip_udp,
         sip_tcp,
         smtp,
         submission,
         smpp,
-        registry,
-        reachable,
-        writer,
+        registry: sh.registry,
+        reachable: sh.reachable,
+        writer: sh.writer,
         server,
-        shutdown,
+        shutdown: sh.shutdown,
         tasks,
-        timeout: cfg.shutdown_timeout.0,
+        timeout: sh.cfg.shutdown_timeout.0,
     })
 }
 
-/// The SIP listeners, the persistence of the duplicate window and the sweep of parts held
-/// past `concat_timeout`.
-fn spawn_sip(
+/// The SMTP listener, and the submission listener when configured, sharing one server.
+fn spawn_smtp(
     tasks: &mut JoinSet<()>,
-    cfg: &Config,
-    service: Arc<Service>,
-    udp: UdpSocket,
-    tcp: TcpListener,
-    shutdown: &CancellationToken,
-) {
+    sh: &Shared,
+    smtp: TcpListener,
+    submission: Option<TcpListener>,
+) -> Result<(), AppError> {
+    let server = SmtpServer::new(Arc::clone(&sh.cfg), sh.writer.clone(), sh.registry.clone())
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    let server = Arc::new(server);
+    if let Some(l) = submission {
+        let s = Arc::clone(&server);
+        tasks.spawn(smtp_listener::run(l, s, true, sh.shutdown.clone()));
+    }
+    tasks.spawn(smtp_listener::run(smtp, server, false, sh.shutdown.clone()));
+    Ok(())
+}
+
+/// The SIP service (its duplicate window restored) and listeners, the persistence of the
+/// duplicate window and the sweep of parts held past `concat_timeout`.
+async fn spawn_sip(tasks: &mut JoinSet<()>, sh: &Shared, udp: UdpSocket, tcp: TcpListener) {
+    let cfg = &sh.cfg;
+    let service = Service::new(
+        Arc::clone(cfg),
+        sh.writer.clone(),
+        sh.registry.clone(),
+        sh.reachable.clone(),
+    );
+    let service = Arc::new(service);
+    service.restore_seen().await;
     {
-        let (service, shutdown) = (Arc::clone(&service), shutdown.clone());
+        let (service, shutdown) = (Arc::clone(&service), sh.shutdown.clone());
         tasks.spawn(async move { service.persist_seen(shutdown).await });
     }
     tasks.spawn(listener::run_udp(
         Arc::new(udp),
         Arc::clone(&service),
         cfg.sip.max_in_flight,
-        shutdown.clone(),
+        sh.shutdown.clone(),
     ));
     tasks.spawn(listener::run_tcp(
         tcp,
         Arc::clone(&service),
         cfg.sip.max_connections,
         cfg.sip.tcp_idle_timeout.0,
-        shutdown.clone(),
+        sh.shutdown.clone(),
     ));
-    let shutdown = shutdown.clone();
+    let shutdown = sh.shutdown.clone();
     let every =
         (cfg.sip.concat_timeout.0 / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     tasks.spawn(async move {
@@ -475,24 +470,26 @@ fn spawn_sip(
 /// The queue manager, under its supervisor.
 async fn spawn_delivery(
     tasks: &mut JoinSet<()>,
-    cfg: &Arc<Config>,
-    writer: &Writer,
-    registry: &Registry,
+    sh: &Shared,
     binds: Arc<crate::smpp::agent::Binds>,
-    reachable: &broadcast::Sender<Reachable>,
-    shutdown: &CancellationToken,
 ) -> Result<(), AppError> {
+    let cfg = &sh.cfg;
     // The hook goes in before the manager's first scan: a message published in between is
     // found by both, which the schedule takes once.
-    let hints = manager::hints(writer.spool(), cfg.domains.clone());
-    let ctx = manager::Ctx::new(Arc::clone(cfg), writer.clone(), registry.clone(), binds)
-        .await
-        .map_err(|e| AppError::Internal(format!("delivery: cannot bind the SIP client: {e}")))?;
+    let hints = manager::hints(sh.writer.spool(), cfg.domains.clone());
+    let ctx = manager::Ctx::new(
+        Arc::clone(cfg),
+        sh.writer.clone(),
+        sh.registry.clone(),
+        binds,
+    )
+    .await
+    .map_err(|e| AppError::Internal(format!("delivery: cannot bind the SIP client: {e}")))?;
     tasks.spawn(manager::supervise(
         Arc::new(ctx),
         hints,
-        reachable.clone(),
-        shutdown.clone(),
+        sh.reachable.clone(),
+        sh.shutdown.clone(),
     ));
     Ok(())
 }
