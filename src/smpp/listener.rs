@@ -1,4 +1,6 @@
-//! The SMPP server's I/O: accept, PDU framing, the window, timeouts, bind checks and commits.
+//! The SMPP server's I/O: accept, PDU framing, the window, timeouts, bind checks and commits;
+//! and, on a bind that receives, the deliver_sm the SMPP agent queues ([`super::agent`]),
+//! matched to their deliver_sm_resp by sequence_number.
 //!
 //! **Limits.** At most `[smpp] max_connections` open connections, `max_connections_per_client`
 //! from one address: one more is closed at once.
@@ -14,8 +16,8 @@
 //! message is durable ([`crate::spool::Writer::commit`]); a full disk or a failed commit is
 //! ESME_RMSGQFUL, which ESMEs retry.
 //!
-//! Standards: SMPP 3.4 (2.3 sessions, 2.8 windowing, 4.1 bind, 4.4 submit_sm, 5.1.3
-//! command_status).
+//! Standards: SMPP 3.4 (2.3 sessions, 2.8 windowing, 4.1 bind, 4.4 submit_sm, 4.6
+//! deliver_sm, 5.1.3 command_status).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
