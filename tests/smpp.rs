@@ -6,6 +6,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod peers;
 
 use std::time::Duration;
 
@@ -371,5 +372,100 @@ async fn a_flood_from_one_address_and_multibyte_names_are_refused_and_texts_stil
     c.send(submit("2337", "15551234567", "still here"), 2).await;
     assert_eq!(c.recv().await.unwrap().status, status::OK);
     assert_eq!(env.spooled(1).await.len(), 1);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_receipt_asked_for_comes_back_as_deliver_sm_once_the_handset_has_the_text() {
+    let mut handset = peers::SipPeer::ok().await;
+    let extra = format!(
+        "[smpp]\nlisten = \"127.0.0.1:0\"\n[[smpp.esme]]\nsystem_id = \"app\"\npassword_hash = \"{}\"\nsources = [\"2337\"]\n\
+         [delivery]\nbts = \"{}\"\n",
+        hash("secret"),
+        handset.addr
+    );
+    let env = common::Env::start(&extra).await;
+    env.add_subscriber("15551234567", "001010000000001").await;
+    let mut c = Client::connect(&env).await;
+    assert_eq!(c.bind("app", "secret").await.status, status::OK);
+    let Body::SubmitSm(mut sm) = submit("2337", "15551234567", "with a receipt") else {
+        panic!()
+    };
+    sm.registered_delivery = 1;
+    c.send(Body::SubmitSm(sm), 2).await;
+    let r = c.recv().await.unwrap();
+    let Body::SubmitSmResp(id) = r.body else {
+        panic!("{r:?}")
+    };
+    let got = tokio::time::timeout(Duration::from_secs(10), handset.rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        got.deliver
+            .unwrap()
+            .user_data
+            .body
+            .text()
+            .contains("with a receipt")
+    );
+    let (seq, receipt) = loop {
+        let p = c.recv().await.expect("a receipt");
+        if let Body::DeliverSm(sm) = p.body {
+            break (p.sequence, sm);
+        }
+    };
+    assert_eq!(receipt.esm_class, 0x04, "a delivery receipt");
+    let text = String::from_utf8(receipt.short_message.clone()).unwrap();
+    assert!(text.starts_with(&format!("id:{id} ")), "{text}");
+    assert!(text.contains("stat:DELIVRD"), "{text}");
+    assert_eq!(receipt.dest.addr, "2337");
+    assert_eq!(receipt.source.addr, "15551234567");
+    c.s.write_all(&pdu::encode(&Pdu {
+        status: 0,
+        sequence: seq,
+        body: Body::DeliverSmResp,
+    }))
+    .await
+    .unwrap();
+    // Without registered_delivery, no receipt.
+    c.send(submit("2337", "15551234567", "no receipt"), 3).await;
+    assert_eq!(c.recv().await.unwrap().status, status::OK);
+    let _ = tokio::time::timeout(Duration::from_secs(10), handset.rx.recv())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.send(Body::EnquireLink, 4).await;
+    let next = c.recv().await.unwrap();
+    assert_eq!(
+        next.body,
+        Body::EnquireLinkResp,
+        "no deliver_sm for a text that asked for none"
+    );
+    // Nobody outside can address a receipt to an ESME: SMTP refuses the address at RCPT.
+    use tokio::io::AsyncBufReadExt;
+    let s = TcpStream::connect(env.smtp()).await.unwrap();
+    let (r, mut w) = s.into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    let mut last = String::new();
+    for cmd in [
+        "",
+        "EHLO t\r\n",
+        "MAIL FROM:<alice@example.org>\r\n",
+        "RCPT TO:<esme=app@sms.test>\r\n",
+    ] {
+        w.write_all(cmd.as_bytes()).await.unwrap();
+        loop {
+            last.clear();
+            r.read_line(&mut last).await.unwrap();
+            if last.len() < 4 || last.as_bytes()[3] == b' ' {
+                break;
+            }
+        }
+    }
+    assert!(
+        last.starts_with('5'),
+        "RCPT to an ESME's receipt address: {last}"
+    );
     env.stop().await;
 }

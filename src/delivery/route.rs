@@ -30,6 +30,17 @@ pub enum Dest {
         /// The domain.
         domain: String,
     },
+    /// A delivery receipt for an ESME (`esme=<system_id>@<an SMS domain>`, an address only
+    /// smsmta makes: `=` is in no handset's name).
+    Esme {
+        /// Its system_id.
+        system_id: String,
+    },
+}
+
+/// The recipient address of a receipt for ESME `system_id`.
+pub fn esme_address(system_id: &str, sms_domain: &str) -> String {
+    format!("esme={system_id}@{sms_domain}")
 }
 
 /// Classifies a recipient address; `None` when it has no usable domain, or names no handset
@@ -47,6 +58,11 @@ pub fn classify(address: &str, local_domains: &[String]) -> Option<Dest> {
         .iter()
         .any(|d| d.eq_ignore_ascii_case(&domain))
     {
+        if let Some(system_id) = local.strip_prefix("esme=").filter(|s| !s.is_empty()) {
+            return Some(Dest::Esme {
+                system_id: system_id.to_string(),
+            });
+        }
         return HandsetKey::parse(local).ok().map(Dest::Handset);
     }
     Some(Dest::Mail { domain })
@@ -70,7 +86,7 @@ pub fn esme_service<'a>(
 pub fn serial_key(address: &str, local_domains: &[String]) -> Option<String> {
     match classify(address, local_domains)? {
         Dest::Handset(k) => Some(k.to_string()),
-        Dest::Mail { .. } => None,
+        Dest::Mail { .. } | Dest::Esme { .. } => None,
     }
 }
 

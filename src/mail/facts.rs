@@ -65,8 +65,12 @@ pub struct SmsFacts {
     pub parts: Option<(usize, u8)>,
     /// A concatenated text sent with gaps: which parts were missing.
     pub missing: Option<Vec<u8>>,
-    /// This mail is a status report for a handset.
+    /// This mail is a status report for a handset, or a receipt for an ESME.
     pub report: Option<ReportFacts>,
+    /// The ESME (system_id) that submitted it over SMPP and asked for a delivery receipt.
+    pub esme: Option<String>,
+    /// A receipt for an ESME: the queue ID (its message_id) of the message reported on.
+    pub receipted_id: Option<String>,
 }
 
 /// Every fact header, without the prefix. The one list of their names.
@@ -108,11 +112,15 @@ pub enum Name {
     ReportSubmitted,
     /// `X-SMS-Report-Discharged`
     ReportDischarged,
+    /// `X-SMS-ESME`
+    Esme,
+    /// `X-SMS-Receipted-ID`
+    ReceiptedId,
 }
 
 impl Name {
     /// All names, in the order they are written.
-    pub const ALL: [Name; 18] = [
+    pub const ALL: [Name; 20] = [
         Name::Imsi,
         Name::RpMr,
         Name::Smsc,
@@ -131,6 +139,8 @@ impl Name {
         Name::ReportStatus,
         Name::ReportSubmitted,
         Name::ReportDischarged,
+        Name::Esme,
+        Name::ReceiptedId,
     ];
 
     /// The header name without [`PREFIX`].
@@ -154,6 +164,8 @@ impl Name {
             Name::ReportStatus => "Report-Status",
             Name::ReportSubmitted => "Report-Submitted",
             Name::ReportDischarged => "Report-Discharged",
+            Name::Esme => "ESME",
+            Name::ReceiptedId => "Receipted-ID",
         }
     }
 
@@ -213,6 +225,8 @@ impl SmsFacts {
             put(Name::ReportSubmitted, Some(r.submitted.to_string()));
             put(Name::ReportDischarged, Some(r.discharged.to_string()));
         }
+        put(Name::Esme, self.esme.clone());
+        put(Name::ReceiptedId, self.receipted_id.clone());
         out
     }
 
@@ -262,6 +276,8 @@ impl SmsFacts {
                 Name::ReportStatus => report[2] = Some(v),
                 Name::ReportSubmitted => report[3] = Some(v),
                 Name::ReportDischarged => report[4] = Some(v),
+                Name::Esme => f.esme = Some(v.to_string()),
+                Name::ReceiptedId => f.receipted_id = Some(v.to_string()),
             }
         }
         f.report = (|| {
@@ -329,6 +345,8 @@ mod tests {
                 submitted: 1,
                 discharged: 2,
             }),
+            esme: Some("app".into()),
+            receipted_id: Some("0644C2A1B3C4D5A1B2C3".into()),
         }
     }
 
@@ -372,6 +390,8 @@ mod tests {
                 "X-SMS-Report-Status",
                 "X-SMS-Report-Submitted",
                 "X-SMS-Report-Discharged",
+                "X-SMS-ESME",
+                "X-SMS-Receipted-ID",
             ]
         );
         // Values as the code before this struct wrote them.

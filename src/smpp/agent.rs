@@ -175,6 +175,48 @@ pub fn deliver_sm(source: &str, service: &str, body: &str) -> Sm {
     }
 }
 
+/// The delivery receipt for the message `id` an ESME submitted (SMPP 3.4 Appendix B text, and
+/// the 5.0 TLVs receipted_message_id and message_state): esm_class 0x04, from the number the
+/// text went to, to the source the ESME submitted from. `st` is the TP-ST of the outcome.
+pub fn receipt_sm(id: &str, report: &crate::mail::facts::ReportFacts, esme_source: &str) -> Sm {
+    use crate::sms::tpdu::status;
+    let (stat, state) = match report.status {
+        status::DELIVERED => ("DELIVRD", 2u8),
+        status::VALIDITY_EXPIRED => ("EXPIRED", 3),
+        _ => ("UNDELIV", 5),
+    };
+    let date = |t: u64| {
+        let c = crate::clock::Civil::from_unix(i64::try_from(t).unwrap_or(i64::MAX));
+        format!(
+            "{:02}{:02}{:02}{:02}{:02}",
+            c.year.rem_euclid(100),
+            c.month,
+            c.day,
+            c.hour,
+            c.minute
+        )
+    };
+    let text = format!(
+        "id:{id} sub:001 dlvrd:{} submit date:{} done date:{} stat:{stat} err:000 text:",
+        if state == 2 { "001" } else { "000" },
+        date(report.submitted),
+        date(report.discharged)
+    );
+    let mut id_tlv = id.as_bytes().to_vec();
+    id_tlv.push(0);
+    Sm {
+        source: address(&report.recipient),
+        dest: address(esme_source),
+        esm_class: 0x04,
+        short_message: text.into_bytes(),
+        tlvs: vec![
+            (tag::RECEIPTED_MESSAGE_ID, id_tlv),
+            (tag::MESSAGE_STATE, vec![state]),
+        ],
+        ..Sm::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +249,41 @@ mod tests {
         );
         b.remove("app", id);
         assert!(!b.is_bound("app"));
+    }
+
+    #[test]
+    fn a_receipt_says_what_became_of_the_message_as_smpp_appendix_b_writes_it() {
+        let r = crate::mail::facts::ReportFacts {
+            message_ref: 0,
+            recipient: "15551234567".into(),
+            status: crate::sms::tpdu::status::DELIVERED,
+            submitted: 1_795_627_454,
+            discharged: 1_795_627_514,
+        };
+        let sm = receipt_sm("0644C2A1B3C4D5A1B2C3", &r, "2337");
+        assert_eq!(sm.esm_class, 0x04);
+        assert_eq!(
+            String::from_utf8(sm.short_message.clone()).unwrap(),
+            "id:0644C2A1B3C4D5A1B2C3 sub:001 dlvrd:001 submit date:2611251724 done date:2611251725 stat:DELIVRD err:000 text:"
+        );
+        assert_eq!(sm.tlv(tag::MESSAGE_STATE), Some(&[2u8][..]));
+        assert_eq!(
+            sm.tlv(tag::RECEIPTED_MESSAGE_ID),
+            Some(&b"0644C2A1B3C4D5A1B2C3\0"[..])
+        );
+        assert_eq!(
+            (sm.source.addr.as_str(), sm.dest.addr.as_str()),
+            ("15551234567", "2337")
+        );
+        let r = crate::mail::facts::ReportFacts {
+            status: crate::sms::tpdu::status::NOT_OBTAINABLE,
+            ..r
+        };
+        assert!(
+            String::from_utf8(receipt_sm("x", &r, "2337").short_message)
+                .unwrap()
+                .contains("stat:UNDELIV")
+        );
     }
 
     #[test]

@@ -159,7 +159,11 @@ impl SmppServer {
             peer: &peer.to_string(),
             protocol: "SMPP",
             transport: "TCP",
-            facts: &SmsFacts::default(),
+            facts: &SmsFacts {
+                status_report_request: Some(sub.receipt),
+                esme: sub.receipt.then(|| account.system_id.clone()),
+                ..SmsFacts::default()
+            },
         });
         match self.writer.commit(file).await {
             Ok(id) => {

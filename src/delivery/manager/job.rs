@@ -4,6 +4,7 @@
 //! sets its message aside in `hold/` with the reason.
 
 use super::*;
+use crate::mail::facts::SmsFacts;
 use crate::spool::Taken;
 
 /// The Postfix-style delay: seconds since the message was accepted (its queue ID holds the
@@ -231,6 +232,7 @@ impl Job<'_> {
             notices.push(w);
         }
         notices.extend(self.status_reports(&tally.reports, now));
+        notices.extend(self.esme_receipts(&tally.reports, now));
         notices
     }
 
@@ -248,6 +250,102 @@ impl Job<'_> {
             .min(Duration::from_secs(30));
         let answer = self.ctx.smpp.deliver(&system_id, sm, timeout).await;
         (outcome::smpp(answer), format!("smpp:{system_id}"))
+    }
+
+    /// A delivery receipt for an ESME, as deliver_sm over one of its binds.
+    async fn receipt(&mut self, system_id: &str) -> (Outcome, String) {
+        let facts = SmsFacts::from_mail(&self.file.message);
+        let (Some(report), Some(id)) = (facts.report, facts.receipted_id) else {
+            let why = "a receipt without its report facts".to_string();
+            return (outcome::local(Local::BadEnvelope(why)), "none".into());
+        };
+        let source = self
+            .file
+            .envelope
+            .origin
+            .sender_number
+            .clone()
+            .unwrap_or_default();
+        let sm = crate::smpp::agent::receipt_sm(&id, &report, &source);
+        let timeout = self
+            .ctx
+            .cfg
+            .smpp
+            .idle_timeout
+            .0
+            .min(Duration::from_secs(30));
+        let answer = self.ctx.smpp.deliver(system_id, sm, timeout).await;
+        (outcome::smpp(answer), format!("smpp:{system_id}"))
+    }
+
+    /// Delivery receipts owed to the ESME that submitted this message and asked for them: a
+    /// message each, to `esme=<system_id>@<sms domain>`, carrying the report facts.
+    fn esme_receipts(&self, reports: &[(String, u8)], now: u64) -> Vec<QueueFile> {
+        let env = &self.file.envelope;
+        if reports.is_empty() || env.origin.kind != OriginKind::Smpp {
+            return Vec::new();
+        }
+        let facts = SmsFacts::from_mail(&self.file.message);
+        let Some(esme) = facts
+            .esme
+            .filter(|_| facts.status_report_request == Some(true))
+        else {
+            return Vec::new();
+        };
+        let cfg = self.cfg();
+        let id = env.id.0.to_string();
+        let to = route::esme_address(&esme, cfg.sms_domain());
+        reports
+            .iter()
+            .map(|(rcpt, st)| {
+                let number = Msisdn::in_address(rcpt, &cfg.domains)
+                    .map(|m| m.digits().to_string())
+                    .unwrap_or_default();
+                let receipt = SmsFacts {
+                    report: Some(ReportFacts {
+                        message_ref: 0,
+                        recipient: number,
+                        status: *st,
+                        submitted: env.arrival,
+                        discharged: now,
+                    }),
+                    receipted_id: Some(id.clone()),
+                    ..SmsFacts::default()
+                };
+                let mut b = mail_builder::MessageBuilder::new()
+                    .from(mail_builder::headers::address::Address::new_address(
+                        None::<&str>,
+                        format!("{}@{}", cfg.delivery.notice_sender, cfg.sms_domain()),
+                    ))
+                    .to(mail_builder::headers::address::Address::new_address(
+                        None::<&str>,
+                        to.clone(),
+                    ))
+                    .date(now as i64)
+                    .header(
+                        "Auto-Submitted",
+                        mail_builder::headers::raw::Raw::new("auto-replied"),
+                    );
+                for (name, value) in receipt.pairs() {
+                    b = b.header(name.header(), mail_builder::headers::raw::Raw::new(value));
+                }
+                let raw = b
+                    .text_body(format!("Receipt for {id}"))
+                    .write_to_vec()
+                    .unwrap_or_default();
+                self.ctx.spool.new_message(
+                    "",
+                    std::slice::from_ref(&to),
+                    raw,
+                    Origin {
+                        kind: OriginKind::Internal,
+                        peer: format!("receipt for {id}"),
+                        sender_number: env.origin.sender_number.clone(),
+                    },
+                    cfg.queue.sms_lifetime.0.as_secs(),
+                )
+            })
+            .collect()
     }
 
     /// After a failure to queue its notices: the recipients that failed in this job become
@@ -318,6 +416,7 @@ impl Job<'_> {
                 (sent.outcome, sent.relay)
             }
             Some(Dest::Handset(key)) => self.handset(key, attempts).await,
+            Some(Dest::Esme { system_id }) => self.receipt(system_id).await,
         }
     }
 
