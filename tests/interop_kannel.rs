@@ -1,7 +1,8 @@
 //! Interop with Kannel (Debian package `kannel`; tests/run-all.sh installs it): its bearerbox
 //! binds as an ESME (transceiver) to smsmta's SMPP server, and a text sent through Kannel's
 //! sendsms HTTP interface (smsbox) reaches a fake BTS handset as an SMS-DELIVER, through
-//! `smsmta serve`'s spool and SIP delivery; and a handset's SIP MESSAGE to the ESME's service
+//! `smsmta serve`'s spool and SIP delivery, and the receipt smsmta sends back (Kannel asked with
+//! dlr-mask) makes smsbox call its dlr-url with "delivered"; and a handset's SIP MESSAGE to the ESME's service
 //! number reaches Kannel as deliver_sm, whose smsbox calls a URL served by the test. Everything
 //! on loopback, every file in a temporary directory (tests/interop/kannel/kannel.conf.in).
 //!
@@ -56,7 +57,7 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Kannel (Debian kannel); run by tests/run-all.sh"]
-async fn a_text_sent_through_kannels_sendsms_reaches_the_handset() {
+async fn kannel_sends_through_smsmta_gets_its_receipt_and_receives_a_handsets_reply() {
     assert!(
         Command::new("bearerbox").arg("--version").output().is_ok(),
         "{PEER} is missing"
@@ -139,7 +140,10 @@ async fn a_text_sent_through_kannels_sendsms_reaches_the_handset() {
     let reply = loop {
         if let Some(r) = http_get(
             sendsms,
-            "/cgi-bin/sendsms?username=tester&password=foobar&from=2337&to=15551234567&text=Hello+from+Kannel",
+            &format!(
+                "/cgi-bin/sendsms?username=tester&password=foobar&from=2337&to=15551234567&text=Hello+from+Kannel\
+                 &dlr-mask=3&dlr-url=http%3A%2F%2F127.0.0.1%3A{mo_port}%2Fdlr%3Fstatus%3D%25d"
+            ),
         ) {
             break r;
         }
@@ -184,8 +188,22 @@ async fn a_text_sent_through_kannels_sendsms_reaches_the_handset() {
     let (n, _) = sip.recv_from(&mut buf).unwrap();
     let answer = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(answer.starts_with("SIP/2.0 202"), "{answer}");
-    let got = mo_rx
-        .recv_timeout(Duration::from_secs(30))
+    // The receipt smsmta sent for Kannel's submit_sm (registered_delivery from dlr-mask)
+    // reached smsbox, which calls the dlr-url with status 1 (delivered to the phone).
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.iter().any(|l| l.starts_with("GET /dlr?status=1")) {
+        match mo_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) => seen.push(l),
+            Err(_) => panic!(
+                "no delivery report reached Kannel's dlr-url; seen {seen:?}; bearerbox log:\n{}",
+                std::fs::read_to_string(kdir.join("bearerbox.log")).unwrap_or_default()
+            ),
+        }
+    }
+    let early = seen.iter().find(|l| l.starts_with("GET /mo")).cloned();
+    let got = early
+        .map_or_else(|| mo_rx.recv_timeout(Duration::from_secs(30)), Ok)
         .unwrap_or_else(|_| {
             panic!(
                 "smsbox did not call the MO URL; smsbox log:\n{}",
