@@ -241,15 +241,7 @@ impl Job<'_> {
         let content = sms_text(self.ctx, &self.file);
         let sm =
             crate::smpp::agent::deliver_sm(&content.originator, &key.to_string(), &content.text);
-        let timeout = self
-            .ctx
-            .cfg
-            .smpp
-            .idle_timeout
-            .0
-            .min(Duration::from_secs(30));
-        let answer = self.ctx.smpp.deliver(&system_id, sm, timeout).await;
-        (outcome::smpp(answer), format!("smpp:{system_id}"))
+        self.via_smpp(&system_id, sm).await
     }
 
     /// A delivery receipt for an ESME, as deliver_sm over one of its binds.
@@ -267,6 +259,12 @@ impl Job<'_> {
             .clone()
             .unwrap_or_default();
         let sm = crate::smpp::agent::receipt_sm(&id, &report, &source);
+        self.via_smpp(system_id, sm).await
+    }
+
+    /// Sends a deliver_sm to one of `system_id`'s binds and classifies the answer (waiting at
+    /// most `[smpp] idle_timeout`, 30 s at the most).
+    async fn via_smpp(&self, system_id: &str, sm: crate::smpp::pdu::Sm) -> (Outcome, String) {
         let timeout = self
             .ctx
             .cfg
