@@ -477,16 +477,27 @@ async fn spawn_delivery(
     // The hook goes in before the manager's first scan: a message published in between is
     // found by both, which the schedule takes once.
     let hints = manager::hints(sh.writer.spool(), cfg.domains.clone());
+    let store = crate::smpp::store::Store::open(&cfg.spool_dir.join("smpp.sqlite"))
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    let store = Arc::new(store);
+    let upstreams = crate::smpp::client::Upstreams::new(&cfg.smpp.upstream);
     let ctx = manager::Ctx::new(
         Arc::clone(cfg),
         sh.writer.clone(),
         sh.registry.clone(),
         binds,
+        upstreams.clone(),
+        store,
     )
     .await
     .map_err(|e| AppError::Internal(format!("delivery: cannot bind the SIP client: {e}")))?;
+    let ctx = Arc::new(ctx);
+    let inbound = manager::inbound(Arc::clone(&ctx));
+    let max_pdu = usize::try_from(cfg.smpp.max_pdu_size.0).unwrap_or(usize::MAX);
+    upstreams.spawn(tasks, &inbound, max_pdu, &sh.shutdown);
+    tasks.spawn(manager::sweep(Arc::clone(&ctx), sh.shutdown.clone()));
     tasks.spawn(manager::supervise(
-        Arc::new(ctx),
+        ctx,
         hints,
         sh.reachable.clone(),
         sh.shutdown.clone(),

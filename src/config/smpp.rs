@@ -27,6 +27,11 @@ pub struct SmppConfig {
     pub max_errors: u32,
     /// The accounts that may bind.
     pub esme: Vec<EsmeAccount>,
+    /// The SMSCs smsmta binds to as an ESME.
+    pub upstream: Vec<Upstream>,
+    /// Which upstream takes a text for a number that is not one of ours: the longest
+    /// matching prefix wins; an empty prefix is the default route.
+    pub route: Vec<SmppRoute>,
 }
 
 impl Default for SmppConfig {
@@ -42,8 +47,106 @@ impl Default for SmppConfig {
             idle_timeout: Dur(Duration::from_secs(120)),
             max_errors: 10,
             esme: Vec::new(),
+            upstream: Vec::new(),
+            route: Vec::new(),
         }
     }
+}
+
+/// How an upstream session binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamBind {
+    /// One bind_transceiver.
+    Transceiver,
+    /// A bind_transmitter and a bind_receiver, on two connections.
+    Pair,
+}
+
+/// How a text longer than one short_message goes to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LongTexts {
+    /// One submit_sm a part, each with a concatenation UDH (esm_class 0x40).
+    Udh,
+    /// One submit_sm a part, with the sar_* TLVs.
+    Sar,
+    /// One submit_sm, the whole text in message_payload.
+    Payload,
+}
+
+/// An SMSC (or aggregator) smsmta binds to as an ESME.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// Its name, for routes and log lines.
+    pub name: String,
+    /// `host:port` (an IP literal or a host name).
+    pub address: String,
+    /// The system_id to bind with (at most 15 characters).
+    pub system_id: String,
+    /// The password (at most 8 characters): the SMSC needs it in clear, so it is kept here.
+    pub password: String,
+    /// system_type, if the SMSC wants one.
+    #[serde(default)]
+    pub system_type: String,
+    /// `"transceiver"` or `"pair"` (a transmitter and a receiver).
+    #[serde(default = "transceiver")]
+    pub bind: UpstreamBind,
+    /// submit_sm outstanding at most.
+    #[serde(default = "ten")]
+    pub window: usize,
+    /// submit_sm a second at most (0: no cap); halved while the SMSC answers ESME_RTHROTTLED.
+    #[serde(default)]
+    pub max_rate: u32,
+    /// enquire_link this often while the bind is quiet.
+    #[serde(default = "thirty_secs")]
+    pub enquire_link: Dur,
+    /// A request with no response in this long fails (temporarily).
+    #[serde(default = "thirty_secs")]
+    pub response_timeout: Dur,
+    /// The first wait before a reconnect; doubled after each failure, up to reconnect_max.
+    #[serde(default = "one_sec")]
+    pub reconnect_min: Dur,
+    /// The longest wait before a reconnect.
+    #[serde(default = "one_min")]
+    pub reconnect_max: Dur,
+    /// TLS to the SMSC: not built yet, so `true` is refused by the check (never silently
+    /// sent in clear).
+    #[serde(default)]
+    pub tls: bool,
+    /// `"udh"`, `"sar"` or `"payload"`.
+    #[serde(default = "udh")]
+    pub long_texts: LongTexts,
+}
+
+fn transceiver() -> UpstreamBind {
+    UpstreamBind::Transceiver
+}
+fn ten() -> usize {
+    10
+}
+fn thirty_secs() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+fn one_sec() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+fn one_min() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn udh() -> LongTexts {
+    LongTexts::Udh
+}
+
+/// A route: numbers starting with `prefix` (digits; empty: any) go to `upstream`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmppRoute {
+    /// Leading digits of the destination number; empty is the default route.
+    pub prefix: String,
+    /// The `[[smpp.upstream]]` name.
+    pub upstream: String,
 }
 
 /// An ESME that may bind to smsmta's SMPP server.
@@ -96,7 +199,81 @@ impl SmppConfig {
             Bound::secs("smpp.idle_timeout", s.idle_timeout.0, 1, 86_400),
             Bound::Num("smpp.max_errors", u64::from(s.max_errors), 1, 1000),
         ])?;
-        s.esme.iter().try_for_each(EsmeAccount::check)
+        s.esme.iter().try_for_each(EsmeAccount::check)?;
+        s.upstream.iter().try_for_each(Upstream::check)?;
+        for (i, u) in s.upstream.iter().enumerate() {
+            if s.upstream[..i].iter().any(|o| o.name == u.name) {
+                return Err(("smpp.upstream", format!("{:?} is named twice", u.name)));
+            }
+        }
+        for r in &s.route {
+            if !r.prefix.bytes().all(|b| b.is_ascii_digit()) || r.prefix.len() > 20 {
+                return Err((
+                    "smpp.route",
+                    format!("{:?} is not a digit prefix", r.prefix),
+                ));
+            }
+            if !s.upstream.iter().any(|u| u.name == r.upstream) {
+                return Err((
+                    "smpp.route",
+                    format!("{:?} names no [[smpp.upstream]]", r.upstream),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Upstream {
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        let n = &self.name;
+        if n.is_empty() || n.len() > 32 || !n.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(("smpp.upstream", format!("bad name {n:?}")));
+        }
+        let printable =
+            |v: &str, max: usize| v.len() <= max && v.bytes().all(|b| b.is_ascii_graphic());
+        if self.system_id.is_empty() || !printable(&self.system_id, 15) {
+            return Err(("smpp.upstream", format!("{n:?}: bad system_id")));
+        }
+        if !printable(&self.password, 8) || !printable(&self.system_type, 12) {
+            return Err((
+                "smpp.upstream",
+                format!("{n:?}: password is at most 8 and system_type 12 characters"),
+            ));
+        }
+        match self.address.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0) => {}
+            _ => return Err(("smpp.upstream", format!("{n:?}: address must be host:port"))),
+        }
+        if self.tls {
+            return Err((
+                "smpp.upstream",
+                format!("{n:?}: tls is not built yet; use a stunnel or a VPN to the SMSC"),
+            ));
+        }
+        check_bounds(&[
+            Bound::Num("smpp.upstream.window", self.window as u64, 1, 1000),
+            Bound::Num(
+                "smpp.upstream.max_rate",
+                u64::from(self.max_rate),
+                0,
+                100_000,
+            ),
+            Bound::secs("smpp.upstream.enquire_link", self.enquire_link.0, 1, 3600),
+            Bound::secs(
+                "smpp.upstream.response_timeout",
+                self.response_timeout.0,
+                1,
+                300,
+            ),
+            Bound::secs("smpp.upstream.reconnect_min", self.reconnect_min.0, 0, 3600),
+            Bound::secs(
+                "smpp.upstream.reconnect_max",
+                self.reconnect_max.0,
+                1,
+                86_400,
+            ),
+        ])
     }
 }
 

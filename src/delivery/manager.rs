@@ -53,6 +53,9 @@ use crate::spool::{
 };
 
 mod job;
+mod upstream;
+
+pub use upstream::{UNMATCHED_RECEIPTS, inbound, sweep};
 
 use job::*;
 
@@ -155,6 +158,8 @@ pub struct Ctx {
     sip: SipAgent,
     smtp: SmtpAgent,
     smpp: Arc<crate::smpp::agent::Binds>,
+    upstreams: crate::smpp::client::Upstreams,
+    store: Arc<crate::smpp::store::Store>,
 }
 
 impl Ctx {
@@ -167,6 +172,8 @@ impl Ctx {
         writer: Writer,
         registry: Registry,
         smpp: Arc<crate::smpp::agent::Binds>,
+        upstreams: crate::smpp::client::Upstreams,
+        store: Arc<crate::smpp::store::Store>,
     ) -> std::io::Result<Ctx> {
         let sip = SipAgent::bind(&cfg).await?;
         let smtp = SmtpAgent::new(&cfg);
@@ -178,6 +185,8 @@ impl Ctx {
             sip,
             smtp,
             smpp,
+            upstreams,
+            store,
         })
     }
 }

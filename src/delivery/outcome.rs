@@ -176,6 +176,50 @@ pub fn smpp(answer: Result<u32, crate::smpp::agent::AgentError>) -> Outcome {
     }
 }
 
+/// The answer of an upstream SMSC to a submit_sm (SMPP 3.4 5.1.3), or why there was none.
+/// Classified once, exhaustively by kind: 0 is sent; an address the SMSC refuses, or content
+/// it can never take, bounces; throttling (0x58) is retried soon, while the upstream's pace
+/// halves; queue full, system errors, no bind, no answer and every code not listed are
+/// temporary (retry, never drop).
+pub fn upstream(answer: Result<u32, crate::smpp::agent::AgentError>) -> Outcome {
+    use crate::smpp::agent::AgentError;
+    let status = match answer {
+        Ok(s) => s,
+        Err(e @ (AgentError::NotBound | AgentError::Busy | AgentError::Closed)) => {
+            return transport(TransportFailure::Unreachable, &e.to_string());
+        }
+        Err(e @ AgentError::Timeout) => {
+            return transport(TransportFailure::Timeout, &e.to_string());
+        }
+    };
+    let why = || format!("submit_sm_resp 0x{status:08X}");
+    let bounce = |status| Outcome::Bounce {
+        reason: why(),
+        status,
+    };
+    match status {
+        0x0000_0000 => Outcome::Delivered,
+        // INVDSTADR, INVDSTTON, INVDSTNPI, INVNUMDESTS: the destination.
+        0x0000_000B | 0x0000_0050 | 0x0000_0051 | 0x0000_0033 => bounce("5.1.1"),
+        // INVSRCADR, INVSRCTON, INVSRCNPI: our source, which the SMSC will never take.
+        0x0000_000A | 0x0000_0048 | 0x0000_0049 => bounce("5.1.7"),
+        // INVMSGLEN, INVESMCLASS, INVDCS, INVOPTPARAMVAL...: the content.
+        0x0000_0001 | 0x0000_0043 | 0x0000_0104 | 0x0000_00C4 => bounce("5.6.0"),
+        // RX_P_APPN, RX_R_APPN: rejected for good.
+        0x0000_0065 | 0x0000_0066 => bounce("5.0.0"),
+        // THROTTLED: soon, at the lower pace.
+        0x0000_0058 => Outcome::Retry {
+            reason: why(),
+            retry_after: Some(Duration::from_secs(5)),
+        },
+        // MSGQFUL, SYSERR, SUBMITFAIL, INVBNDSTS, and any other.
+        _ => Outcome::Retry {
+            reason: why(),
+            retry_after: None,
+        },
+    }
+}
+
 /// A transport failure: always temporary.
 pub fn transport(failure: TransportFailure, detail: &str) -> Outcome {
     let reason = match failure {
@@ -201,6 +245,35 @@ fn enhanced(text: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_smsc_answer_bounces_only_for_what_can_never_go_and_retries_the_rest() {
+        use crate::smpp::agent::AgentError;
+        let status = |o: Outcome| match o {
+            Outcome::Bounce { status, .. } => status.to_string(),
+            Outcome::Retry { retry_after, .. } => format!("retry {retry_after:?}"),
+            Outcome::Delivered => "sent".into(),
+        };
+        assert_eq!(status(upstream(Ok(0))), "sent");
+        assert_eq!(status(upstream(Ok(0x0B))), "5.1.1");
+        assert_eq!(status(upstream(Ok(0x0A))), "5.1.7");
+        assert_eq!(status(upstream(Ok(0x58))), "retry Some(5s)");
+        for temporary in [0x14, 0x08, 0x45, 0x04, 0xDEAD] {
+            assert_eq!(
+                status(upstream(Ok(temporary))),
+                "retry None",
+                "{temporary:#x}"
+            );
+        }
+        for e in [
+            AgentError::NotBound,
+            AgentError::Busy,
+            AgentError::Closed,
+            AgentError::Timeout,
+        ] {
+            assert_eq!(status(upstream(Err(e))), "retry None");
+        }
+    }
 
     #[test]
     fn local_failures_are_temporary_only_when_they_can_heal() {

@@ -82,6 +82,16 @@ pub fn esme_service<'a>(
         .find(|e| e.service_numbers.iter().any(|s| s == n.digits()))
 }
 
+/// The upstream SMSC that takes a text for `number`, which is none of our handsets: the
+/// `[[smpp.route]]` with the longest prefix of it (an empty prefix matches every number).
+pub fn upstream<'a>(number: &str, routes: &'a [crate::config::SmppRoute]) -> Option<&'a str> {
+    routes
+        .iter()
+        .filter(|r| number.starts_with(&r.prefix))
+        .max_by_key(|r| r.prefix.len())
+        .map(|r| r.upstream.as_str())
+}
+
 /// The key that serialises deliveries to one handset (one MESSAGE outstanding at a time).
 pub fn serial_key(address: &str, local_domains: &[String]) -> Option<String> {
     match classify(address, local_domains)? {
@@ -216,6 +226,19 @@ pub fn contact_target(contact: &str) -> Option<SipTarget> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_prefix_picks_the_upstream_and_an_empty_one_is_the_default() {
+        let r = |prefix: &str, upstream: &str| crate::config::SmppRoute {
+            prefix: prefix.into(),
+            upstream: upstream.into(),
+        };
+        let routes = vec![r("44", "uk"), r("", "world"), r("447", "uk-mobile")];
+        assert_eq!(upstream("447700900123", &routes), Some("uk-mobile"));
+        assert_eq!(upstream("442071234567", &routes), Some("uk"));
+        assert_eq!(upstream("15551234567", &routes), Some("world"));
+        assert_eq!(upstream("15551234567", &routes[..1]), None);
+    }
 
     fn key(s: &str) -> HandsetKey {
         HandsetKey::parse(s).unwrap()

@@ -13,6 +13,7 @@ mod intake;
 pub mod listener;
 pub mod message;
 mod parts;
+pub use parts::GAP_MARK;
 mod registrar;
 pub mod service;
 pub mod short_code;

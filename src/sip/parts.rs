@@ -21,7 +21,8 @@ use crate::sms::udh::Concat;
 
 use super::service::{Refusal, Service, refuse};
 
-pub(super) const GAP_MARK: &str = "[...]";
+/// Marks the parts of a text that never came.
+pub const GAP_MARK: &str = "[...]";
 
 /// One part of a concatenated SMS, as stored in the registry until the rest arrives.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -35,12 +35,10 @@ use super::pdu::{self, BindKind, status};
 use super::session::{self, Account, Session, SessionConfig, Step, Submission};
 use crate::auth::Passwords;
 use crate::config::{self, Config, EsmeAccount};
-use crate::identity::HandsetKey;
 use crate::limits::{PerClient, write_within};
 use crate::mail::facts::SmsFacts;
-use crate::mail::from_sms::{self, SmsMail};
 use crate::registry::Registry;
-use crate::spool::{Origin, OriginKind, Writer};
+use crate::spool::Writer;
 
 /// What every SMPP connection shares.
 pub struct SmppServer {
@@ -112,69 +110,27 @@ impl SmppServer {
         }
     }
 
-    /// Stores a checked submission: the recipient must be an enabled subscriber; the text
-    /// becomes a mail from `<source>@<sms domain>` with a null envelope sender (no bounce goes
-    /// to an ESME's number as a text). `Ok` is the queue ID, once durable.
+    /// Stores a checked submission (see [`super::intake::store`]); the account that submitted
+    /// is kept when it asked for a receipt.
     async fn store(
         &self,
         account: &Account,
         sub: Submission,
         peer: SocketAddr,
     ) -> Result<String, u32> {
-        if self.writer.spool().low_on_space() {
-            return Err(status::MSGQFUL);
-        }
-        let key = HandsetKey::parse(sub.dest.digits()).map_err(|_| status::INVDSTADR)?;
-        match self.registry.subscriber(&key).await {
-            Ok(Some(s)) if s.enabled => {}
-            Ok(_) => return Err(status::INVDSTADR),
-            Err(e) => {
-                warn!(%peer, "smpp registry lookup: {e}");
-                return Err(status::MSGQFUL);
-            }
-        }
-        let domain = self.cfg.sms_domain();
-        let from = format!("{}@{domain}", sub.source);
-        let to = format!("{}@{domain}", sub.dest);
-        let mut file = self.writer.spool().new_message(
-            "",
-            std::slice::from_ref(&to),
-            Vec::new(),
-            Origin {
-                kind: OriginKind::Smpp,
-                peer: peer.to_string(),
-                sender_number: Some(sub.source.clone()),
-            },
-            self.cfg.queue.sms_lifetime.0.as_secs(),
-        );
-        let id = file.id().to_string();
-        file.message = from_sms::build(&SmsMail {
-            queue_id: &id,
-            from: &from,
-            to: &to,
+        let text = super::intake::Text {
+            source: &sub.source,
+            dest: sub.dest.digits(),
             text: &sub.text,
-            subject: None,
-            date: file.envelope.arrival,
-            hostname: &self.cfg.hostname,
-            peer: &peer.to_string(),
-            protocol: "SMPP",
-            transport: "TCP",
-            facts: &SmsFacts {
+            facts: SmsFacts {
                 status_report_request: Some(sub.receipt),
                 esme: sub.receipt.then(|| account.system_id.clone()),
                 ..SmsFacts::default()
             },
-        });
-        match self.writer.commit(file).await {
-            Ok(id) => {
-                info!(queue_id = %id, "{id}: smpp system_id={}, from=<{from}>, to=<{to}>, peer={peer}", account.system_id);
-                Ok(id.to_string())
-            }
-            Err(e) => {
-                warn!(%peer, "smpp commit failed: {e}");
-                Err(status::MSGQFUL)
-            }
-        }
+            peer: peer.to_string(),
+            via: format!("system_id={}", account.system_id),
+        };
+        super::intake::store(&self.cfg, &self.writer, &self.registry, text).await
     }
 }
 

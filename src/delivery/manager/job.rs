@@ -59,13 +59,7 @@ pub(super) async fn deliver(
     let span = tracing::info_span!("delivery", queue_id = %ready.id);
     let ran = tokio::spawn(
         async move {
-            let mut job = Job {
-                ctx: &job_ctx,
-                file,
-                source,
-                content: None,
-                outbound: None,
-            };
+            let mut job = Job::new(&job_ctx, file, source);
             job.run(forced).await
         }
         .instrument(span),
@@ -98,11 +92,13 @@ pub(super) async fn deliver(
 }
 
 pub(super) struct Job<'a> {
-    ctx: &'a Ctx,
-    file: QueueFile,
+    pub(super) ctx: &'a Ctx,
+    pub(super) file: QueueFile,
     source: Taken,
-    content: Option<SmsContent>,
+    pub(super) content: Option<SmsContent>,
     outbound: Option<Vec<u8>>,
+    /// Recipients whose report waits for an upstream SMSC's receipt.
+    pub(super) awaited: Vec<String>,
 }
 
 /// What one job's attempts add up to.
@@ -117,7 +113,19 @@ struct Tally {
     reports: Vec<(String, u8)>,
 }
 
-impl Job<'_> {
+impl<'a> Job<'a> {
+    /// A job for `file`, taken from `source`.
+    pub(super) fn new(ctx: &'a Ctx, file: QueueFile, source: Taken) -> Job<'a> {
+        Job {
+            ctx,
+            file,
+            source,
+            content: None,
+            outbound: None,
+            awaited: Vec::new(),
+        }
+    }
+
     fn cfg(&self) -> &Config {
         &self.ctx.cfg
     }
@@ -205,9 +213,11 @@ impl Job<'_> {
                 ("bounced", reason.clone())
             }
         };
-        tally
-            .reports
-            .extend(notice::report_status(&outcome).map(|st| (address.clone(), st)));
+        if !self.awaited.contains(&address) {
+            tally
+                .reports
+                .extend(notice::report_status(&outcome).map(|st| (address.clone(), st)));
+        }
         info!(
             queue_id = %id,
             "{id}: to=<{address}>, relay={relay}, delay={}, attempts={attempts}, status={status} ({reason})",
@@ -278,7 +288,7 @@ impl Job<'_> {
 
     /// Delivery receipts owed to the ESME that submitted this message and asked for them: a
     /// message each, to `esme=<system_id>@<sms domain>`, carrying the report facts.
-    fn esme_receipts(&self, reports: &[(String, u8)], now: u64) -> Vec<QueueFile> {
+    pub(super) fn esme_receipts(&self, reports: &[(String, u8)], now: u64) -> Vec<QueueFile> {
         let env = &self.file.envelope;
         if reports.is_empty() || env.origin.kind != OriginKind::Smpp {
             return Vec::new();
@@ -413,12 +423,17 @@ impl Job<'_> {
                     .await;
                 (sent.outcome, sent.relay)
             }
-            Some(Dest::Handset(key)) => self.handset(key, attempts).await,
+            Some(Dest::Handset(key)) => self.handset(key, address, attempts).await,
             Some(Dest::Esme { system_id }) => self.receipt(system_id).await,
         }
     }
 
-    async fn handset(&mut self, key: &HandsetKey, attempts: u32) -> (Outcome, String) {
+    async fn handset(
+        &mut self,
+        key: &HandsetKey,
+        address: &str,
+        attempts: u32,
+    ) -> (Outcome, String) {
         if let Some(esme) = route::esme_service(key, &self.ctx.cfg.smpp.esme) {
             return self.esme(esme.system_id.clone(), key).await;
         }
@@ -445,6 +460,19 @@ impl Job<'_> {
         };
         let r = match route::handset(key, sub.as_ref(), &bindings, location, bts, d.email_mode) {
             Ok(r) => r,
+            Err(route::NoRoute::Unknown(n)) => {
+                let upstream = match key {
+                    HandsetKey::Number(m) => route::upstream(m.digits(), &self.ctx.cfg.smpp.route),
+                    HandsetKey::Imsi(_) => None,
+                };
+                return match upstream {
+                    Some(name) => self.upstream(name, key, address).await,
+                    None => (
+                        outcome::local(Local::NoRoute(route::NoRoute::Unknown(n))),
+                        "none".into(),
+                    ),
+                };
+            }
             Err(e) => {
                 return (outcome::local(Local::NoRoute(e)), "none".into());
             }
@@ -487,7 +515,7 @@ impl Job<'_> {
     }
 
     /// A notice to the sender: an SMS for a handset sender, a DSN for an e-mail sender.
-    fn notice(&self, kind: DsnKind, failures: &[Failure], now: u64) -> QueueFile {
+    pub(super) fn notice(&self, kind: DsnKind, failures: &[Failure], now: u64) -> QueueFile {
         let cfg = self.cfg();
         let env = &self.file.envelope;
         let id = env.id.0.to_string();
@@ -556,7 +584,7 @@ impl Job<'_> {
     }
 
     /// SMS-STATUS-REPORTs for a handset sender that asked for them (TP-SRR).
-    fn status_reports(&self, reports: &[(String, u8)], now: u64) -> Vec<QueueFile> {
+    pub(super) fn status_reports(&self, reports: &[(String, u8)], now: u64) -> Vec<QueueFile> {
         let cfg = self.cfg();
         let env = &self.file.envelope;
         if reports.is_empty()

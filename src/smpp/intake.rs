@@ -1,0 +1,100 @@
+//! The SMPP doors' commit: a text from an ESME (submit_sm) or an upstream SMSC (deliver_sm),
+//! already checked by its session, becomes a mail in the spool, durable before the caller
+//! answers OK.
+//!
+//! **Trust.** The recipient must be an enabled subscriber (else ESME_RINVDSTADR); the text
+//! becomes a mail from `<source>@<sms domain>` with a null envelope sender (no bounce goes
+//! back to an SMPP peer as a text). A full disk or a failed commit is ESME_RMSGQFUL, which
+//! every SMPP peer retries.
+//!
+//! Standards: SMPP 3.4 5.1.3 (command_status), RFC 5322 (the mail, by `mail::from_sms`).
+
+use tracing::{info, warn};
+
+use super::pdu::status;
+use crate::config::Config;
+use crate::identity::HandsetKey;
+use crate::mail::facts::SmsFacts;
+use crate::mail::from_sms::{self, SmsMail};
+use crate::registry::Registry;
+use crate::spool::{Origin, OriginKind, Writer};
+
+/// A checked text to store.
+#[derive(Debug, Clone)]
+pub struct Text<'a> {
+    /// The originator as the peer sent it (a number, or an alphanumeric name).
+    pub source: &'a str,
+    /// The recipient's number (digits).
+    pub dest: &'a str,
+    /// The text.
+    pub text: &'a str,
+    /// The SMS facts to keep with it.
+    pub facts: SmsFacts,
+    /// The peer's address.
+    pub peer: String,
+    /// Who sent it, for the log line (`system_id=app`, `upstream=agg`).
+    pub via: String,
+}
+
+/// Stores `t`; its queue ID once durable, or the command_status to answer with.
+///
+/// # Errors
+/// The SMPP status: ESME_RINVDSTADR for a recipient that is no enabled subscriber,
+/// ESME_RMSGQFUL when the spool cannot take it now.
+pub async fn store(
+    cfg: &Config,
+    writer: &Writer,
+    registry: &Registry,
+    t: Text<'_>,
+) -> Result<String, u32> {
+    if writer.spool().low_on_space() {
+        return Err(status::MSGQFUL);
+    }
+    let key = HandsetKey::parse(t.dest).map_err(|_| status::INVDSTADR)?;
+    match registry.subscriber(&key).await {
+        Ok(Some(s)) if s.enabled => {}
+        Ok(_) => return Err(status::INVDSTADR),
+        Err(e) => {
+            warn!(peer = %t.peer, "smpp registry lookup: {e}");
+            return Err(status::MSGQFUL);
+        }
+    }
+    let domain = cfg.sms_domain();
+    let from = format!("{}@{domain}", t.source);
+    let to = format!("{}@{domain}", t.dest);
+    let mut file = writer.spool().new_message(
+        "",
+        std::slice::from_ref(&to),
+        Vec::new(),
+        Origin {
+            kind: OriginKind::Smpp,
+            peer: t.peer.clone(),
+            sender_number: Some(t.source.to_string()),
+        },
+        cfg.queue.sms_lifetime.0.as_secs(),
+    );
+    let id = file.id().to_string();
+    file.message = from_sms::build(&SmsMail {
+        queue_id: &id,
+        from: &from,
+        to: &to,
+        text: t.text,
+        subject: None,
+        date: file.envelope.arrival,
+        hostname: &cfg.hostname,
+        peer: &t.peer,
+        protocol: "SMPP",
+        transport: "TCP",
+        facts: &t.facts,
+    });
+    match writer.commit(file).await {
+        Ok(id) => {
+            info!(queue_id = %id, "{id}: smpp {}, from=<{from}>, to=<{to}>, peer={}", t.via, t.peer);
+            Ok(id.to_string())
+        }
+        Err(e) => {
+            warn!(peer = %t.peer, "smpp commit failed: {e}");
+            Err(status::MSGQFUL)
+        }
+    }
+}
