@@ -28,6 +28,12 @@ apt_install sip-tester sipp
 apt_install swaks swaks
 apt_install openssl openssl
 apt_install kannel bearerbox
+# Kannel's fake SMSC (drive_smpp), the upstream of smsmta's ESME side; not on PATH.
+if [ ! -x /usr/lib/kannel/test/drive_smpp ]; then
+  log "installing kannel-extras (for drive_smpp)"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q kannel-extras >/dev/null \
+    || { $SUDO apt-get update -q >/dev/null && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q kannel-extras >/dev/null; }
+fi
 if ! command -v postfix >/dev/null 2>&1; then
   # "No configuration": Debian writes no main.cf and starts nothing; the tests run private
   # instances on loopback (tests/interop/postfix/start-instance.sh).
@@ -57,6 +63,7 @@ cargo test --test interop_sipp -- --ignored
 cargo test --test interop_smtp -- --ignored
 cargo test --test interop_smpp -- --ignored
 cargo test --test interop_kannel -- --ignored
+cargo test --test interop_drive_smpp -- --ignored
 
 # --- bounded fuzzing ---------------------------------------------------------------------
 FUZZ_SECONDS=${FUZZ_SECONDS:-8}

@@ -241,10 +241,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] on a database failure.
-    pub fn stale_parts(
-        &self,
-        before: u64,
-    ) -> Result<Vec<Stale>, StoreError> {
+    pub fn stale_parts(&self, before: u64) -> Result<Vec<Stale>, StoreError> {
         let c = self.conn();
         let mut q = c.prepare(
             "SELECT key, total, seq, body FROM parts WHERE key IN \
