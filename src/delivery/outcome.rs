@@ -178,7 +178,7 @@ pub fn smpp(answer: Result<u32, crate::smpp::agent::AgentError>) -> Outcome {
 
 /// The answer of an upstream SMSC to a submit_sm (SMPP 3.4 5.1.3), or why there was none.
 /// Classified once, exhaustively by kind: 0 is sent; an address the SMSC refuses, or content
-/// it can never take, bounces; throttling (0x58) is retried soon, while the upstream's pace
+/// it can never take, bounces; throttling (0x58) is retried at the shortest backoff, while the upstream's pace
 /// halves; queue full, system errors, no bind, no answer and every code not listed are
 /// temporary (retry, never drop).
 pub fn upstream(answer: Result<u32, crate::smpp::agent::AgentError>) -> Outcome {
@@ -207,7 +207,7 @@ pub fn upstream(answer: Result<u32, crate::smpp::agent::AgentError>) -> Outcome 
         0x0000_0001 | 0x0000_0043 | 0x0000_0104 | 0x0000_00C4 => bounce("5.6.0"),
         // RX_P_APPN, RX_R_APPN: rejected for good.
         0x0000_0065 | 0x0000_0066 => bounce("5.0.0"),
-        // THROTTLED: soon, at the lower pace.
+        // THROTTLED: at the shortest backoff, while the upstream's pace is halved.
         0x0000_0058 => Outcome::Retry {
             reason: why(),
             retry_after: Some(Duration::from_secs(5)),

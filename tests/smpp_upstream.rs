@@ -1,0 +1,257 @@
+//! smsmta as an ESME of an upstream SMSC, over real sockets on loopback, the SMSC played by the
+//! test: a handset's text to a number that is none of ours leaves as submit_sm through the
+//! route and is retried after ESME_RTHROTTLED; the SMSC's receipt becomes the handset's
+//! SMS-STATUS-REPORT; a deliver_sm for a subscriber is stored before its deliver_sm_resp,
+//! one resent is not stored twice, one for a stranger is refused, SAR parts are joined into
+//! one text, and a receipt that matches nothing is answered OK.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod peers;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use smsmta::smpp::pdu::{self, Address, Body, Pdu, Sm, status, tag};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The SMSC's side of one connection.
+struct Smsc {
+    s: TcpStream,
+    buf: Vec<u8>,
+    seq: u32,
+}
+
+impl Smsc {
+    async fn send(&mut self, status: u32, sequence: u32, body: Body) {
+        let b = pdu::encode(&Pdu {
+            status,
+            sequence,
+            body,
+        });
+        self.s.write_all(&b).await.unwrap();
+    }
+
+    /// The next PDU that is not an enquire_link (those are answered).
+    async fn recv(&mut self, secs: u64) -> Pdu {
+        loop {
+            if let Ok(Some(n)) = pdu::frame_length(&self.buf, 1 << 16)
+                && self.buf.len() >= n
+            {
+                let frame: Vec<u8> = self.buf.drain(..n).collect();
+                let p = pdu::decode(&frame).unwrap();
+                if p.body == Body::EnquireLink {
+                    self.send(0, p.sequence, Body::EnquireLinkResp).await;
+                    continue;
+                }
+                return p;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(secs), self.s.read(&mut chunk))
+                .await
+                .expect("smsmta sent something in time")
+                .unwrap();
+            assert!(n > 0, "smsmta closed the link");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    async fn deliver(&mut self, sm: Sm) -> u32 {
+        self.seq += 1;
+        let seq = self.seq;
+        self.send(0, seq, Body::DeliverSm(Box::new(sm))).await;
+        loop {
+            let p = self.recv(10).await;
+            if p.body == Body::DeliverSmResp && p.sequence == seq {
+                return p.status;
+            }
+            panic!("expected deliver_sm_resp, got {p:?}");
+        }
+    }
+}
+
+fn text_sm(from: &str, to: &str, text: &str) -> Sm {
+    Sm {
+        source: Address {
+            ton: 1,
+            npi: 1,
+            addr: from.into(),
+        },
+        dest: Address {
+            ton: 1,
+            npi: 1,
+            addr: to.into(),
+        },
+        short_message: text.as_bytes().to_vec(),
+        ..Sm::default()
+    }
+}
+
+/// An SMS-SUBMIT in RP-DATA from handset `imsi` to `to`, asking for a status report.
+async fn submit_with_report(server: SocketAddr, imsi: &str, to: &str, text: &str) {
+    use smsmta::sms::{RpData, RpMessage, Submit, UserData};
+    let submit = Submit {
+        reject_duplicates: false,
+        reply_path: false,
+        status_report_request: true,
+        message_ref: 42,
+        destination: smsmta::sms::Address::parse(to),
+        pid: 0,
+        dcs: smsmta::sms::tpdu::Dcs::parse(0),
+        validity: None,
+        user_data: UserData::text(text),
+    };
+    let rp = RpMessage::Data(RpData {
+        to_network: true,
+        message_ref: 7,
+        originator: None,
+        destination: Some(smsmta::sms::Address::parse("101")),
+        tpdu: submit.encode().unwrap(),
+    })
+    .encode()
+    .unwrap();
+    let body = smsmta::sms::body::hex_encode(&rp);
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = sock.local_addr().unwrap();
+    let r = format!(
+        "MESSAGE sip:smsc@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKup1\r\nFrom: <sip:IMSI{imsi}@{server}>;tag=up1\r\nTo: <sip:smsc@{server}>\r\nCall-ID: up1\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: application/vnd.3gpp.sms\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    sock.send_to(r.as_bytes(), server).await.unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(answer.starts_with("SIP/2.0 202"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_smsc_carries_texts_both_ways_and_its_receipt_becomes_a_status_report() {
+    let smsc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let smsc_addr = smsc.local_addr().unwrap();
+    let mut handset = peers::SipPeer::ok().await;
+    let extra = format!(
+        "[smpp]\n[[smpp.upstream]]\nname = \"agg\"\naddress = \"{smsc_addr}\"\nsystem_id = \"smsmta\"\npassword = \"pw\"\nreconnect_min = \"100ms\"\n\
+         [[smpp.route]]\nprefix = \"44\"\nupstream = \"agg\"\n[delivery]\nbts = \"{}\"\nhandset_backoff_min = \"1s\"\n",
+        handset.addr
+    );
+    let env = common::Env::start(&extra).await;
+    env.add_subscriber("15551234567", "001010000000001").await;
+
+    // The bind: a transceiver with our credentials.
+    let (s, _) = tokio::time::timeout(Duration::from_secs(10), smsc.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut c = Smsc {
+        s,
+        buf: Vec::new(),
+        seq: 100,
+    };
+    let bind = c.recv(10).await;
+    let Body::Bind(kind, b) = &bind.body else {
+        panic!("{bind:?}")
+    };
+    assert_eq!(
+        (
+            format!("{kind:?}"),
+            b.system_id.as_str(),
+            b.password.as_str()
+        ),
+        ("Transceiver".into(), "smsmta", "pw")
+    );
+    c.send(0, bind.sequence, Body::BindResp(*kind, "AGG".into()))
+        .await;
+
+    // In: a text for our subscriber reaches the handset; the same deliver_sm again is answered
+    // OK and not stored twice; a stranger is refused.
+    assert_eq!(
+        c.deliver(text_sm("447700900123", "15551234567", "hello from afar"))
+            .await,
+        status::OK
+    );
+    let (t, parts) = handset.next_text(20).await;
+    assert_eq!(t, "hello from afar");
+    assert_eq!(
+        parts[0].deliver.as_ref().unwrap().originator.value,
+        "447700900123"
+    );
+    assert_eq!(
+        c.deliver(text_sm("447700900123", "15551234567", "hello from afar"))
+            .await,
+        status::OK
+    );
+    assert_eq!(
+        c.deliver(text_sm("447700900123", "19999999999", "who?"))
+            .await,
+        status::INVDSTADR
+    );
+    // SAR parts, the second first: one text.
+    let part = |seq: u8, s: &str| Sm {
+        tlvs: vec![
+            (tag::SAR_MSG_REF_NUM, vec![0x12, 0x34]),
+            (tag::SAR_TOTAL_SEGMENTS, vec![2]),
+            (tag::SAR_SEGMENT_SEQNUM, vec![seq]),
+        ],
+        ..text_sm("447700900124", "15551234567", s)
+    };
+    assert_eq!(c.deliver(part(2, "second half")).await, status::OK);
+    assert_eq!(c.deliver(part(1, "first half, ")).await, status::OK);
+    let (t, _) = handset.next_text(20).await;
+    assert_eq!(t, "first half, second half");
+    // A receipt for nothing smsmta sent: answered OK, nothing else.
+    let stray = Sm {
+        esm_class: 0x04,
+        short_message: b"id:nothing stat:DELIVRD".to_vec(),
+        ..text_sm("447700900123", "15551234567", "")
+    };
+    assert_eq!(c.deliver(stray).await, status::OK);
+
+    // Out: the handset texts a UK number (route "44") and asks for a report.
+    submit_with_report(env.udp(), "001010000000001", "447700900123", "see you at 8").await;
+    let first = c.recv(20).await;
+    let Body::SubmitSm(sm) = &first.body else {
+        panic!("{first:?}")
+    };
+    assert_eq!(
+        (sm.dest.addr.as_str(), sm.source.addr.as_str()),
+        ("447700900123", "15551234567")
+    );
+    assert_eq!(sm.short_message, b"see you at 8");
+    assert_eq!(sm.registered_delivery, 1, "the handset asked for a report");
+    // Throttled: smsmta tries again (at the next backoff, at a lower pace).
+    c.send(
+        status::THROTTLED,
+        first.sequence,
+        Body::SubmitSmResp(String::new()),
+    )
+    .await;
+    let again = c.recv(30).await;
+    assert!(
+        matches!(&again.body, Body::SubmitSm(s) if s.short_message == b"see you at 8"),
+        "{again:?}"
+    );
+    c.send(0, again.sequence, Body::SubmitSmResp("M-77".into()))
+        .await;
+    // No report until the SMSC's receipt; then one, saying delivered.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), handset.rx.recv())
+            .await
+            .is_err(),
+        "no report before the receipt"
+    );
+    let receipt = Sm {
+        esm_class: 0x04,
+        short_message: b"id:M-77 sub:001 dlvrd:001 submit date:2612021000 done date:2612021001 stat:DELIVRD err:000 text:see you".to_vec(),
+        ..text_sm("447700900123", "15551234567", "")
+    };
+    assert_eq!(c.deliver(receipt).await, status::OK);
+    let r = handset.next(20).await;
+    let report = r.report.expect("an SMS-STATUS-REPORT");
+    assert_eq!(report.status, smsmta::sms::tpdu::status::DELIVERED);
+    assert_eq!(report.message_ref, 42);
+}
