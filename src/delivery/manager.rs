@@ -10,7 +10,8 @@
 //!
 //! **Job.** A message is *claimed* by renaming it into `active/` (Postfix's discipline:
 //! exactly one worker owns it). Its due recipients are routed and attempted (the SIP agent for
-//! handsets, the SMTP agent for mail); each result is classified once
+//! handsets, the SMTP agent for mail, the SMPP agents for ESMEs' service numbers and, for
+//! numbers that are none of ours, the upstream SMSC of the route: `manager/upstream.rs`); each result is classified once
 //! ([`super::outcome`]) and logged in one Postfix-style line. Then, durably: notices and
 //! status reports are committed as new messages *before* the original is updated; a message
 //! with recipients left is rewritten and renamed into `deferred/`; a finished one is unlinked.
