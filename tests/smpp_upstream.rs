@@ -62,13 +62,12 @@ impl Smsc {
         self.seq += 1;
         let seq = self.seq;
         self.send(0, seq, Body::DeliverSm(Box::new(sm))).await;
-        loop {
-            let p = self.recv(10).await;
-            if p.body == Body::DeliverSmResp && p.sequence == seq {
-                return p.status;
-            }
-            panic!("expected deliver_sm_resp, got {p:?}");
-        }
+        let p = self.recv(10).await;
+        assert!(
+            p.body == Body::DeliverSmResp && p.sequence == seq,
+            "expected deliver_sm_resp, got {p:?}"
+        );
+        p.status
     }
 }
 
