@@ -146,15 +146,9 @@ pub fn smtp(code: u16, text: &str) -> Outcome {
 /// application" errors, and every code not listed, are temporary; an ESME that says the
 /// destination or the source is wrong, or rejects the message for good, bounces it.
 pub fn smpp(answer: Result<u32, crate::smpp::agent::AgentError>) -> Outcome {
-    use crate::smpp::agent::AgentError;
-    let status = match answer {
+    let status = match smpp_status(answer) {
         Ok(s) => s,
-        Err(e @ (AgentError::NotBound | AgentError::Busy | AgentError::Closed)) => {
-            return transport(TransportFailure::Unreachable, &e.to_string());
-        }
-        Err(e @ AgentError::Timeout) => {
-            return transport(TransportFailure::Timeout, &e.to_string());
-        }
+        Err(o) => return o,
     };
     let why = || format!("deliver_sm_resp 0x{status:08X}");
     let bounce = |status| Outcome::Bounce {
@@ -182,15 +176,9 @@ pub fn smpp(answer: Result<u32, crate::smpp::agent::AgentError>) -> Outcome {
 /// halves; queue full, system errors, no bind, no answer and every code not listed are
 /// temporary (retry, never drop).
 pub fn upstream(answer: Result<u32, crate::smpp::agent::AgentError>) -> Outcome {
-    use crate::smpp::agent::AgentError;
-    let status = match answer {
+    let status = match smpp_status(answer) {
         Ok(s) => s,
-        Err(e @ (AgentError::NotBound | AgentError::Busy | AgentError::Closed)) => {
-            return transport(TransportFailure::Unreachable, &e.to_string());
-        }
-        Err(e @ AgentError::Timeout) => {
-            return transport(TransportFailure::Timeout, &e.to_string());
-        }
+        Err(o) => return o,
     };
     let why = || format!("submit_sm_resp 0x{status:08X}");
     let bounce = |status| Outcome::Bounce {
@@ -217,6 +205,19 @@ pub fn upstream(answer: Result<u32, crate::smpp::agent::AgentError>) -> Outcome 
             reason: why(),
             retry_after: None,
         },
+    }
+}
+
+/// An SMPP peer's command_status, or the temporary outcome of getting none (no bind, a full
+/// queue, a closed link: unreachable; no answer in time: timeout).
+fn smpp_status(answer: Result<u32, crate::smpp::agent::AgentError>) -> Result<u32, Outcome> {
+    use crate::smpp::agent::AgentError;
+    match answer {
+        Ok(s) => Ok(s),
+        Err(e @ (AgentError::NotBound | AgentError::Busy | AgentError::Closed)) => {
+            Err(transport(TransportFailure::Unreachable, &e.to_string()))
+        }
+        Err(e @ AgentError::Timeout) => Err(transport(TransportFailure::Timeout, &e.to_string())),
     }
 }
 
