@@ -477,8 +477,14 @@ async fn spawn_delivery(
     // The hook goes in before the manager's first scan: a message published in between is
     // found by both, which the schedule takes once.
     let hints = manager::hints(sh.writer.spool(), cfg.domains.clone());
-    let store = crate::smpp::store::Store::open(&cfg.spool_dir.join("smpp.sqlite"))
-        .map_err(|e| AppError::Internal(e.to_string()))?;
+    // On disk when there is an upstream, or was one (receipts may still be owed).
+    let path = cfg.spool_dir.join("smpp.sqlite");
+    let store = if cfg.smpp.upstream.is_empty() && !path.exists() {
+        crate::smpp::store::Store::in_memory()
+    } else {
+        crate::smpp::store::Store::open(&path)
+    }
+    .map_err(|e| AppError::Internal(e.to_string()))?;
     let store = Arc::new(store);
     let upstreams = crate::smpp::client::Upstreams::new(&cfg.smpp.upstream);
     let ctx = manager::Ctx::new(

@@ -77,28 +77,7 @@ async fn send_sms(server: SocketAddr, from_imsi: &str, to: &str, text: &str) {
 
 /// An SMS-SUBMIT in RP-DATA (hex), with TP-SRR set when `report` is true.
 async fn send_submit(server: SocketAddr, from_imsi: &str, to: &str, text: &str, report: bool) {
-    use smsmta::sms::{Address, RpData, RpMessage, Submit, UserData};
-    let submit = Submit {
-        reject_duplicates: false,
-        reply_path: false,
-        status_report_request: report,
-        message_ref: 42,
-        destination: Address::parse(to),
-        pid: 0,
-        dcs: smsmta::sms::tpdu::Dcs::parse(0),
-        validity: None,
-        user_data: UserData::text(text),
-    };
-    let rp = RpMessage::Data(RpData {
-        to_network: true,
-        message_ref: 7,
-        originator: None,
-        destination: Some(Address::parse("101")),
-        tpdu: submit.encode().unwrap(),
-    })
-    .encode()
-    .unwrap();
-    let hex = smsmta::sms::body::hex_encode(&rp);
+    let hex = common::sms_submit_hex(to, text, report);
     send_message(
         server,
         from_imsi,

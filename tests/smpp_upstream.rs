@@ -90,28 +90,7 @@ fn text_sm(from: &str, to: &str, text: &str) -> Sm {
 
 /// An SMS-SUBMIT in RP-DATA from handset `imsi` to `to`, asking for a status report.
 async fn submit_with_report(server: SocketAddr, imsi: &str, to: &str, text: &str) {
-    use smsmta::sms::{RpData, RpMessage, Submit, UserData};
-    let submit = Submit {
-        reject_duplicates: false,
-        reply_path: false,
-        status_report_request: true,
-        message_ref: 42,
-        destination: smsmta::sms::Address::parse(to),
-        pid: 0,
-        dcs: smsmta::sms::tpdu::Dcs::parse(0),
-        validity: None,
-        user_data: UserData::text(text),
-    };
-    let rp = RpMessage::Data(RpData {
-        to_network: true,
-        message_ref: 7,
-        originator: None,
-        destination: Some(smsmta::sms::Address::parse("101")),
-        tpdu: submit.encode().unwrap(),
-    })
-    .encode()
-    .unwrap();
-    let body = smsmta::sms::body::hex_encode(&rp);
+    let body = common::sms_submit_hex(to, text, true);
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let local = sock.local_addr().unwrap();
     let r = format!(

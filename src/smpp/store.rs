@@ -48,6 +48,8 @@ impl From<rusqlite::Error> for StoreError {
 pub struct Matched {
     /// The original queue file, encoded.
     pub file: Vec<u8>,
+    /// Its queue ID.
+    pub queue_id: String,
     /// The recipient address the text went to.
     pub address: String,
     /// Whether this settles the message (every part delivered, or one failed): the report is
@@ -77,6 +79,19 @@ impl Store {
             return Err(StoreError(format!("{}: cannot use WAL", path.display())));
         }
         conn.execute_batch("PRAGMA synchronous=FULL;")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// A store in memory, for a server with no upstream and no store on disk: nothing is
+    /// awaited from an SMSC, so nothing needs to outlive the process.
+    ///
+    /// # Errors
+    /// [`StoreError`] when sqlite cannot open it.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let conn = Connection::open_in_memory()?;
         conn.execute_batch(SCHEMA)?;
         Ok(Store {
             conn: Mutex::new(conn),
@@ -119,6 +134,11 @@ impl Store {
     /// Matches a final receipt for `id` from `upstream`; `failed` when it says the message
     /// failed. `None`: nothing waits for it.
     ///
+    /// A receipt that settles nothing yet (other parts still awaited) is forgotten here. One
+    /// that settles the message leaves its rows in place: the caller commits the report and
+    /// then calls [`Store::finish`], so a crash in between makes the SMSC resend the receipt
+    /// (a report twice, never none).
+    ///
     /// # Errors
     /// [`StoreError`] on a database failure.
     pub fn settle(
@@ -139,27 +159,38 @@ impl Store {
         let Some((queue_id, address, file)) = row else {
             return Ok(None);
         };
-        tx.execute(
-            "DELETE FROM awaiting WHERE upstream = ?1 AND message_id = ?2",
-            params![upstream, id],
-        )?;
-        let left: i64 = tx.query_row(
-            "SELECT count(*) FROM awaiting WHERE queue_id = ?1 AND address = ?2",
-            params![queue_id, address],
+        let others: i64 = tx.query_row(
+            "SELECT count(*) FROM awaiting WHERE queue_id = ?1 AND address = ?2 \
+             AND NOT (upstream = ?3 AND message_id = ?4)",
+            params![queue_id, address, upstream, id],
             |r| r.get(0),
         )?;
-        if failed {
+        let settled = failed || others == 0;
+        if !settled {
             tx.execute(
-                "DELETE FROM awaiting WHERE queue_id = ?1 AND address = ?2",
-                params![queue_id, address],
+                "DELETE FROM awaiting WHERE upstream = ?1 AND message_id = ?2",
+                params![upstream, id],
             )?;
+            tx.commit()?;
         }
-        tx.commit()?;
         Ok(Some(Matched {
             file,
+            queue_id,
             address,
-            settled: failed || left == 0,
+            settled,
         }))
+    }
+
+    /// Forgets every receipt awaited for `queue_id` to `address`: its report is committed.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database failure.
+    pub fn finish(&self, queue_id: &str, address: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "DELETE FROM awaiting WHERE queue_id = ?1 AND address = ?2",
+            params![queue_id, address],
+        )?;
+        Ok(())
     }
 
     /// Stores part `seq` of `total` of the message `key` (`body`: its JSON form); when every
@@ -304,13 +335,19 @@ mod tests {
         let m = s.settle("agg", "b", false).unwrap().unwrap();
         assert!(m.settled);
         assert_eq!(
-            (m.file.as_slice(), m.address.as_str()),
-            (&b"file"[..], "447@x")
+            (m.file.as_slice(), m.address.as_str(), m.queue_id.as_str()),
+            (&b"file"[..], "447@x", "Q1")
         );
         assert_eq!(
             s.settle("agg", "b", false).unwrap(),
+            Some(m.clone()),
+            "until the report is committed, a resent receipt settles it again"
+        );
+        s.finish("Q1", "447@x").unwrap();
+        assert_eq!(
+            s.settle("agg", "b", false).unwrap(),
             None,
-            "a resent receipt matches nothing"
+            "a receipt resent after the report matches nothing"
         );
         s.await_receipts("agg", &ids, "Q2", "447@x", b"f2", 100)
             .unwrap();
@@ -318,6 +355,7 @@ mod tests {
             s.settle("agg", "a", true).unwrap().unwrap().settled,
             "a failed part settles"
         );
+        s.finish("Q2", "447@x").unwrap();
         assert_eq!(s.settle("agg", "b", false).unwrap(), None);
     }
 

@@ -393,3 +393,30 @@ pub async fn smtp_transaction(server: SocketAddr, from: &str, to: &str, data: &s
     w.write_all(b"QUIT\r\n").await.unwrap();
     last
 }
+
+/// The hex body of an RP-DATA carrying an SMS-SUBMIT (TP-MR 42, RP-MR 7, SMSC 101) to `to`,
+/// as a handset sends it in `application/vnd.3gpp.sms`; `report` sets TP-SRR.
+pub fn sms_submit_hex(to: &str, text: &str, report: bool) -> String {
+    use smsmta::sms::{Address, RpData, RpMessage, Submit, UserData};
+    let submit = Submit {
+        reject_duplicates: false,
+        reply_path: false,
+        status_report_request: report,
+        message_ref: 42,
+        destination: Address::parse(to),
+        pid: 0,
+        dcs: smsmta::sms::tpdu::Dcs::parse(0),
+        validity: None,
+        user_data: UserData::text(text),
+    };
+    let rp = RpMessage::Data(RpData {
+        to_network: true,
+        message_ref: 7,
+        originator: None,
+        destination: Some(Address::parse("101")),
+        tpdu: submit.encode().unwrap(),
+    })
+    .encode()
+    .unwrap();
+    smsmta::sms::body::hex_encode(&rp)
+}

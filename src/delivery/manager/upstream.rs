@@ -368,6 +368,7 @@ async fn receipt(ctx: &Arc<Ctx>, name: &str, r: esme::Receipt) -> u32 {
             "smpp upstream {name}: the message receipt {} is for does not decode",
             r.id
         );
+        finish(ctx, name, &m).await;
         return smpp_status::OK;
     };
     let qid = file.id();
@@ -381,5 +382,16 @@ async fn receipt(ctx: &Arc<Ctx>, name: &str, r: esme::Receipt) -> u32 {
         }
         info!(queue_id = %qid, "{qid}: sender notice: {nid}");
     }
+    // Only now: a crash before this makes the SMSC resend the receipt (a report twice).
+    finish(ctx, name, &m).await;
     smpp_status::OK
+}
+
+/// Forgets the receipts `m` settled (its report is committed, or can never be made).
+async fn finish(ctx: &Arc<Ctx>, name: &str, m: &crate::smpp::store::Matched) {
+    let store = Arc::clone(&ctx.store);
+    let (q, a) = (m.queue_id.clone(), m.address.clone());
+    if let Err(e) = blocking(move || store.finish(&q, &a)).await {
+        warn!("smpp upstream {name}: {e}");
+    }
 }
