@@ -3,7 +3,10 @@
 //! route and is retried after ESME_RTHROTTLED; the SMSC's receipt becomes the handset's
 //! SMS-STATUS-REPORT; a deliver_sm for a subscriber is stored before its deliver_sm_resp,
 //! one resent is not stored twice, one for a stranger is refused, SAR parts are joined into
-//! one text, and a receipt that matches nothing is answered OK.
+//! one text, and a receipt that matches nothing is answered OK. With `tls`, the SMSC's
+//! certificate is verified (a wrong one: no bind). A hostile SMSC (an oversize PDU, commands
+//! that do not decode, originators that are not addresses, a flood of deliver_sm) is answered
+//! by protocol, dropped and rebound, never stops the door.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,17 +17,33 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use smsmta::smpp::pdu::{self, Address, Body, Pdu, Sm, status, tag};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// The SMSC's side of one connection.
-struct Smsc {
-    s: TcpStream,
+/// The SMSC's side of one connection (TCP, or TLS over it).
+struct Smsc<S = TcpStream> {
+    s: S,
     buf: Vec<u8>,
     seq: u32,
 }
 
-impl Smsc {
+impl<S: AsyncRead + AsyncWrite + Unpin> Smsc<S> {
+    /// Reads the bind and answers it OK.
+    async fn bound(s: S) -> Smsc<S> {
+        let mut c = Smsc {
+            s,
+            buf: Vec::new(),
+            seq: 100,
+        };
+        let bind = c.recv(10).await;
+        let Body::Bind(kind, _) = &bind.body else {
+            panic!("{bind:?}")
+        };
+        c.send(0, bind.sequence, Body::BindResp(*kind, "AGG".into()))
+            .await;
+        c
+    }
+
     async fn send(&mut self, status: u32, sequence: u32, body: Body) {
         let b = pdu::encode(&Pdu {
             status,
@@ -232,4 +251,183 @@ async fn an_upstream_smsc_carries_texts_both_ways_and_its_receipt_becomes_a_stat
     let report = r.report.expect("an SMS-STATUS-REPORT");
     assert_eq!(report.status, smsmta::sms::tpdu::status::DELIVERED);
     assert_eq!(report.message_ref, 42);
+}
+
+async fn accept(l: &TcpListener, secs: u64) -> TcpStream {
+    tokio::time::timeout(Duration::from_secs(secs), l.accept())
+        .await
+        .expect("smsmta connected in time")
+        .unwrap()
+        .0
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn upstream_config(smsc: SocketAddr, handset: SocketAddr, tls: &str) -> String {
+    format!(
+        "[smpp]\n[[smpp.upstream]]\nname = \"agg\"\naddress = \"{smsc}\"\nsystem_id = \"smsmta\"\npassword = \"pw\"\nreconnect_min = \"100ms\"\nreconnect_max = \"1s\"\n{tls}\n\
+         [delivery]\nbts = \"{handset}\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_an_upstream_verifies_its_certificate_before_the_bind() {
+    let acceptor = smsmta::smtp::listener::tls_acceptor(
+        std::path::Path::new(&fixture("cert.pem")),
+        std::path::Path::new(&fixture("key.pem")),
+    )
+    .unwrap();
+    let mut handset = peers::SipPeer::ok().await;
+
+    // Roots that signed the SMSC's certificate: the bind and a text come over TLS.
+    let smsc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls = format!("tls = true\ntls_ca = \"{}\"", fixture("ca.pem"));
+    let env = common::Env::start(&upstream_config(
+        smsc.local_addr().unwrap(),
+        handset.addr,
+        &tls,
+    ))
+    .await;
+    env.add_subscriber("15551234567", "001010000000001").await;
+    let t = acceptor.accept(accept(&smsc, 10).await).await.unwrap();
+    let mut c = Smsc::bound(t).await;
+    assert_eq!(
+        c.deliver(text_sm("447700900123", "15551234567", "over tls"))
+            .await,
+        status::OK
+    );
+    assert_eq!(handset.next_text(20).await.0, "over tls");
+    drop(env);
+
+    // Roots that did not: the handshake fails at smsmta's end, nothing is sent in clear, and
+    // it tries again later (with the same refusal).
+    let smsc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls = format!("tls = true\ntls_ca = \"{}\"", fixture("other-ca.pem"));
+    let _env = common::Env::start(&upstream_config(
+        smsc.local_addr().unwrap(),
+        handset.addr,
+        &tls,
+    ))
+    .await;
+    for _ in 0..2 {
+        let tcp = accept(&smsc, 10).await;
+        let r = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+            .await
+            .expect("the handshake ends in time");
+        assert!(
+            r.is_err(),
+            "smsmta must refuse a certificate its roots did not sign"
+        );
+    }
+}
+
+/// Reads until the SMSC's side sees the end of the stream (smsmta dropped the link).
+async fn closed_by_smsmta(s: &mut TcpStream, secs: u64) {
+    let mut sink = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut sink)).await {
+            Ok(Ok(0) | Err(_)) => return,
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("smsmta kept a link that sent an oversize PDU"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_upstream_is_answered_by_protocol_dropped_and_rebound_and_never_stops_the_door() {
+    let smsc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut handset = peers::SipPeer::ok().await;
+    let env = common::Env::start(&upstream_config(
+        smsc.local_addr().unwrap(),
+        handset.addr,
+        "",
+    ))
+    .await;
+    env.add_subscriber("15551234567", "001010000000001").await;
+
+    // An oversize command_length (2 GiB; max_pdu_size is 4 KiB): the link is dropped at once,
+    // without reading (or allocating) the body, and smsmta binds again.
+    let mut c = Smsc::bound(accept(&smsc, 10).await).await;
+    c.s.write_all(&[0x7F, 0xFF, 0xFF, 0xFF, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9])
+        .await
+        .unwrap();
+    closed_by_smsmta(&mut c.s, 10).await;
+    // A command_length shorter than a header: the same.
+    let mut c = Smsc::bound(accept(&smsc, 10).await).await;
+    c.s.write_all(&[0, 0, 0, 4]).await.unwrap();
+    closed_by_smsmta(&mut c.s, 10).await;
+
+    let mut c = Smsc::bound(accept(&smsc, 10).await).await;
+    // A command smsmta does not know: generic_nack ESME_RINVCMDID, and the link goes on.
+    c.send(0, 7, Body::Other(0x0000_0999)).await;
+    let p = c.recv(10).await;
+    assert_eq!(
+        (p.body, p.status, p.sequence),
+        (Body::GenericNack, status::INVCMDID, 7)
+    );
+    // A deliver_sm whose body stops half-way (framing intact): generic_nack, not a panic.
+    let mut broken = pdu::encode(&Pdu {
+        status: 0,
+        sequence: 8,
+        body: Body::DeliverSm(Box::new(text_sm("447700900123", "15551234567", "x"))),
+    });
+    broken.truncate(16 + 9);
+    broken[..4].copy_from_slice(&25u32.to_be_bytes());
+    c.s.write_all(&broken).await.unwrap();
+    let p = c.recv(10).await;
+    assert_eq!((p.body, p.sequence), (Body::GenericNack, 8));
+    assert_ne!(p.status, status::OK);
+    // Originators that would not make a mail address (a header's worth of CRLF, Latin-1, a
+    // mail address): ESME_RINVSRCADR, nothing stored.
+    for bad in ["x>\r\nBcc: y@z", "caf\u{e9}", "a@b.example", "TwelveLetter"] {
+        let mut sm = text_sm("447700900123", "15551234567", "forged");
+        sm.source.addr = bad.into();
+        assert_eq!(c.deliver(sm).await, status::INVSRCADR, "{bad:?}");
+    }
+    // A flood: 300 deliver_sm written at once, no response read until all are sent. smsmta
+    // handles 64 at a time and stops reading beyond; every one is answered OK in the end and
+    // every text reaches the handset once.
+    const FLOOD: u32 = 300;
+    let mut burst = Vec::new();
+    for i in 0..FLOOD {
+        burst.extend(pdu::encode(&Pdu {
+            status: 0,
+            sequence: 1000 + i,
+            body: Body::DeliverSm(Box::new(text_sm(
+                "447700900123",
+                "15551234567",
+                &format!("flood {i}"),
+            ))),
+        }));
+    }
+    c.s.write_all(&burst).await.unwrap();
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < FLOOD as usize {
+        let p = c.recv(30).await;
+        assert_eq!(
+            (p.body.clone(), p.status),
+            (Body::DeliverSmResp, status::OK),
+            "{p:?}"
+        );
+        assert!(
+            answered.insert(p.sequence),
+            "answered twice: {}",
+            p.sequence
+        );
+    }
+    let mut texts = std::collections::BTreeSet::new();
+    while texts.len() < FLOOD as usize {
+        let (t, _) = handset.next_text(30).await;
+        assert!(t.starts_with("flood ") && !t.contains("forged"), "{t}");
+        assert!(texts.insert(t.clone()), "delivered twice: {t}");
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), handset.rx.recv())
+            .await
+            .is_err(),
+        "nothing else reached the handset"
+    );
 }

@@ -310,6 +310,44 @@ mod tests {
         );
     }
 
+    #[test]
+    fn upstream_tls_is_refused_without_roots_that_load_and_its_options_without_tls() {
+        let up = |extra: &str| {
+            format!(
+                "[[smpp.upstream]]\nname = \"agg\"\naddress = \"127.0.0.1:2775\"\nsystem_id = \"s\"\npassword = \"p\"\n{extra}\n"
+            )
+        };
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let missing = dir.path().join("none.pem");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap_or_else(|e| panic!("{e}"));
+        for (extra, says) in [
+            (
+                format!("tls = true\ntls_ca = {:?}", missing.display().to_string()),
+                "none.pem",
+            ),
+            (
+                format!("tls = true\ntls_ca = {:?}", empty.display().to_string()),
+                "no certificate",
+            ),
+            ("tls_ca = \"/x.pem\"".to_string(), "need tls = true"),
+            ("tls_name = \"smsc\"".to_string(), "need tls = true"),
+            (
+                "tls = true\ntls_name = \"bad name!\"\ntls_ca = \"tests/fixtures/tls/ca.pem\""
+                    .to_string(),
+                "tls_name",
+            ),
+        ] {
+            let e = Config::parse(&up(&extra), "u.toml")
+                .map(|_| ())
+                .unwrap_err();
+            assert_eq!(e.key, "smpp.upstream", "{extra}: {}", e.reason);
+            assert!(e.reason.contains(says), "{extra}: {}", e.reason);
+        }
+        let ok = up("tls = true\ntls_ca = \"tests/fixtures/tls/ca.pem\"");
+        assert!(Config::parse(&ok, "u.toml").is_ok());
+    }
+
     /// The dotted names of a TOML value's leaves (an array is a leaf: `smtp.users`).
     fn leaf_keys(v: &toml::Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
         match v {

@@ -111,10 +111,16 @@ pub struct Upstream {
     /// The longest wait before a reconnect.
     #[serde(default = "one_min")]
     pub reconnect_max: Dur,
-    /// TLS to the SMSC: not built yet, so `true` is refused by the check (never silently
-    /// sent in clear).
+    /// TLS to the SMSC (from the first byte, as SMPP over TLS is run on its own port): the
+    /// certificate must verify against `tls_ca`, or the system's roots, for `tls_name`.
     #[serde(default)]
     pub tls: bool,
+    /// A PEM file of the roots the SMSC's certificate must chain to; empty: the system's.
+    #[serde(default)]
+    pub tls_ca: std::path::PathBuf,
+    /// The name the SMSC's certificate must carry; empty: the host of `address`.
+    #[serde(default)]
+    pub tls_name: String,
     /// `"udh"`, `"sar"` or `"payload"`.
     #[serde(default = "udh")]
     pub long_texts: LongTexts,
@@ -245,11 +251,15 @@ impl Upstream {
             Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0) => {}
             _ => return Err(("smpp.upstream", format!("{n:?}: address must be host:port"))),
         }
-        if self.tls {
+        if !self.tls && (!self.tls_ca.as_os_str().is_empty() || !self.tls_name.is_empty()) {
             return Err((
                 "smpp.upstream",
-                format!("{n:?}: tls is not built yet; use a stunnel or a VPN to the SMSC"),
+                format!("{n:?}: tls_ca and tls_name need tls = true"),
             ));
+        }
+        if self.tls {
+            crate::smpp::client::tls_connector(self)
+                .map_err(|e| ("smpp.upstream", format!("{n:?}: {e}")))?;
         }
         check_bounds(&[
             Bound::Num("smpp.upstream.window", self.window as u64, 1, 1000),

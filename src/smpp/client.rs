@@ -11,6 +11,10 @@
 //! handled at once (the next is not read until one is answered). A request with no response
 //! in `response_timeout` fails, temporarily.
 //!
+//! **TLS.** With `tls`, the connection is TLS from the first byte (rustls); the SMSC's
+//! certificate must verify against `tls_ca` or the system's roots for `tls_name`, or the
+//! connection is dropped and retried: never carried on in clear.
+//!
 //! **Trust.** The SMSC is a peer like any other: its PDUs are decoded by [`super::pdu`], its
 //! answers classified by [`crate::delivery::outcome::upstream`], its deliver_sm checked by the
 //! handler (a number that is none of ours is refused).
@@ -165,10 +169,15 @@ async fn keep_bound(
 ) {
     let cfg = &link.cfg;
     let mut wait = cfg.reconnect_min.0;
+    let mut tls = None;
     loop {
-        let bound = match connect(cfg).await {
-            Ok(stream) => {
+        let bound = match connect(cfg, &mut tls).await {
+            Ok(Stream::Plain(stream)) => {
                 let mut conn = Conn::new(&link, kind, stream, &inbound, max_pdu);
+                conn.run(&shutdown).await
+            }
+            Ok(Stream::Tls(stream)) => {
+                let mut conn = Conn::new(&link, kind, *stream, &inbound, max_pdu);
                 conn.run(&shutdown).await
             }
             Err(e) => {
@@ -190,13 +199,90 @@ async fn keep_bound(
     }
 }
 
-async fn connect(cfg: &Upstream) -> std::io::Result<TcpStream> {
+/// A connection to an SMSC, in clear or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// Connects to `cfg`'s SMSC within `response_timeout`, with TLS when `cfg.tls` (the connector
+/// made once, in `tls`, and made again after a failure to load its roots).
+async fn connect(
+    cfg: &Upstream,
+    tls: &mut Option<tokio_rustls::TlsConnector>,
+) -> std::io::Result<Stream> {
     let timeout = cfg.response_timeout.0;
+    let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+    let connector = if cfg.tls {
+        if tls.is_none() {
+            *tls = Some(tls_connector(cfg).map_err(std::io::Error::other)?);
+        }
+        tls.clone()
+    } else {
+        None
+    };
     let s = tokio::time::timeout(timeout, TcpStream::connect(cfg.address.as_str()))
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+        .map_err(|_| timed_out())??;
     let _ = s.set_nodelay(true);
-    Ok(s)
+    let Some(connector) = connector else {
+        return Ok(Stream::Plain(s));
+    };
+    let name = rustls_pki_types::ServerName::try_from(tls_name(cfg).to_string())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let s = tokio::time::timeout(timeout, connector.connect(name, s))
+        .await
+        .map_err(|_| timed_out())??;
+    Ok(Stream::Tls(Box::new(s)))
+}
+
+/// The name the SMSC's certificate must carry: `tls_name`, or the host of `address`.
+fn tls_name(cfg: &Upstream) -> &str {
+    if !cfg.tls_name.is_empty() {
+        return &cfg.tls_name;
+    }
+    let host = cfg
+        .address
+        .rsplit_once(':')
+        .map_or(&*cfg.address, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// The TLS client for `cfg`: rustls with the aws-lc-rs provider (the build's one crypto
+/// backend), trusting the roots in `tls_ca` or, when it is empty, the system's.
+///
+/// # Errors
+/// Why the roots do not load, or none is usable.
+pub fn tls_connector(cfg: &Upstream) -> Result<tokio_rustls::TlsConnector, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let certs: Vec<CertificateDer<'static>> = if cfg.tls_ca.as_os_str().is_empty() {
+        rustls_native_certs::load_native_certs().certs
+    } else {
+        let path = cfg.tls_ca.display();
+        CertificateDer::pem_file_iter(&cfg.tls_ca)
+            .map_err(|e| format!("tls_ca {path}: {e}"))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("tls_ca {path}: {e}"))?
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(if cfg.tls_ca.as_os_str().is_empty() {
+            "tls: the system has no root certificates; set tls_ca".to_string()
+        } else {
+            format!("tls_ca {}: no certificate in it", cfg.tls_ca.display())
+        });
+    }
+    rustls_pki_types::ServerName::try_from(tls_name(cfg).to_string())
+        .map_err(|e| format!("tls_name {:?}: {e}", tls_name(cfg)))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 /// One bound connection.

@@ -36,10 +36,24 @@ pub struct Text<'a> {
     pub via: String,
 }
 
+/// The originator as it goes into the mail address: a number's digits (1-15, a `+` dropped),
+/// or an alphanumeric name of at most 11 letters, digits, `.`, `_` or `-` (TS 23.040's
+/// alphanumeric TP-OA); `None` for anything else (it would not make a mail address).
+pub fn originator(source: &str) -> Option<String> {
+    if let Ok(n) = crate::identity::Msisdn::parse(source)
+        && !source.bytes().any(|b| b.is_ascii_whitespace())
+    {
+        return Some(n.digits().to_string());
+    }
+    let ok = |b: u8| b.is_ascii_alphanumeric() || b"._-".contains(&b);
+    (!source.is_empty() && source.len() <= 11 && source.bytes().all(ok)).then(|| source.to_string())
+}
+
 /// Stores `t`; its queue ID once durable, or the command_status to answer with.
 ///
 /// # Errors
-/// The SMPP status: ESME_RINVDSTADR for a recipient that is no enabled subscriber,
+/// The SMPP status: ESME_RINVSRCADR for an originator that is neither a number nor an
+/// alphanumeric name ([`originator`]), ESME_RINVDSTADR for a recipient that is no enabled subscriber,
 /// ESME_RMSGQFUL when the spool cannot take it now.
 pub async fn store(
     cfg: &Config,
@@ -59,8 +73,9 @@ pub async fn store(
             return Err(status::MSGQFUL);
         }
     }
+    let source = originator(t.source).ok_or(status::INVSRCADR)?;
     let domain = cfg.sms_domain();
-    let from = format!("{}@{domain}", t.source);
+    let from = format!("{source}@{domain}");
     let to = format!("{}@{domain}", t.dest);
     let mut file = writer.spool().new_message(
         "",
@@ -69,7 +84,7 @@ pub async fn store(
         Origin {
             kind: OriginKind::Smpp,
             peer: t.peer.clone(),
-            sender_number: Some(t.source.to_string()),
+            sender_number: Some(source.clone()),
         },
         cfg.queue.sms_lifetime.0.as_secs(),
     );
@@ -95,6 +110,32 @@ pub async fn store(
         Err(e) => {
             warn!(peer = %t.peer, "smpp commit failed: {e}");
             Err(status::MSGQFUL)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::originator;
+
+    #[test]
+    fn an_originator_is_a_number_or_a_short_alphanumeric_name_and_nothing_else() {
+        assert_eq!(originator("+447700900123").as_deref(), Some("447700900123"));
+        assert_eq!(originator("INFO").as_deref(), Some("INFO"));
+        assert_eq!(originator("Bank-Alert1").as_deref(), Some("Bank-Alert1"));
+        for bad in [
+            "",
+            " 4477",
+            "4477 ",
+            "4477\n",
+            "a@b",
+            "x>\r\nBcc: y",
+            "caf\u{e9}",
+            "TwelveLetter",
+            "<>",
+            "1 2",
+        ] {
+            assert_eq!(originator(bad), None, "{bad:?}");
         }
     }
 }
