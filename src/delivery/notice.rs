@@ -14,7 +14,6 @@
 use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address;
 use mail_builder::headers::raw::Raw;
-use mail_parser::MessageParser;
 
 use crate::clock::rfc5322_date;
 use crate::mail::facts::{ReportFacts, SmsFacts};
@@ -63,7 +62,7 @@ pub fn should_notify(
     if handset && origin.kind != OriginKind::Sip && origin.sender_number.is_none() {
         return false;
     }
-    let Some(m) = MessageParser::default().parse_headers(raw) else {
+    let Some(m) = crate::mail::parser(false).parse_headers(raw) else {
         return true;
     };
     let auto = m
@@ -381,7 +380,7 @@ mod tests {
             failures: &failures,
             original: ORIGINAL,
         });
-        let m = MessageParser::default().parse(&raw).unwrap();
+        let m = mail_parser::MessageParser::default().parse(&raw).unwrap();
         assert!(is_dsn(&m));
         assert_eq!(m.subject(), Some("Undelivered Mail Returned to Sender"));
         let text = String::from_utf8_lossy(&raw);

@@ -11,7 +11,11 @@
 //! * a handset that just failed (not reachable) is backed off as a whole: its other messages
 //!   wait for the same time instead of paging it again and again (`defer_key`);
 //! * a REGISTER makes every message for that handset due at once and lifts its backoff
-//!   (`make_due`); such an attempt is *forced*, so recipients not yet due are tried too.
+//!   (`make_due`); such an attempt is *forced*, so recipients not yet due are tried too;
+//! * a number a job found to be no handset (it went to an upstream SMSC) is *free*: its
+//!   messages are neither serialised nor backed off together (an SMSC takes many at once);
+//!   what waited behind it is released at once. A job that reaches it as a handset again
+//!   makes it a handset key again. At most [`MAX_FREE`] numbers are kept free.
 //!
 //! Trust: none needed; the manager feeds it envelopes it has read.
 
@@ -26,10 +30,15 @@ enum State {
     Running,
 }
 
+/// Numbers known to be no handset, at most (past it, the set starts again empty).
+pub const MAX_FREE: usize = 100_000;
+
 #[derive(Debug, Clone)]
 struct Entry {
     due: u64,
     keys: Vec<String>,
+    /// The keys it holds busy while running (its keys that were not free then).
+    took: Vec<String>,
     state: State,
     forced: bool,
 }
@@ -52,6 +61,8 @@ pub struct Finished {
     pub deferred_keys: Vec<(String, u64)>,
     /// Handsets that took a message (their backoff is lifted).
     pub delivered_keys: Vec<String>,
+    /// Keys that turned out to be no handset (the text went to an upstream SMSC).
+    pub not_handsets: Vec<String>,
 }
 
 /// The schedule.
@@ -63,6 +74,7 @@ pub struct Schedule {
     busy: HashSet<String>,
     blocked: HashMap<String, VecDeque<QueueId>>,
     key_backoff: HashMap<String, u64>,
+    free: HashSet<String>,
 }
 
 impl Schedule {
@@ -125,6 +137,7 @@ impl Schedule {
             Entry {
                 due,
                 keys,
+                took: Vec::new(),
                 state: State::Waiting,
                 forced: false,
             },
@@ -191,6 +204,7 @@ impl Schedule {
                 let until = e
                     .keys
                     .iter()
+                    .filter(|k| !self.free.contains(*k))
                     .filter_map(|k| self.key_backoff.get(k).copied())
                     .filter(|u| *u > now)
                     .max();
@@ -200,7 +214,13 @@ impl Schedule {
                     continue;
                 }
             }
-            if let Some(k) = e.keys.iter().find(|k| self.busy.contains(*k)).cloned() {
+            let free = &self.free;
+            if let Some(k) = e
+                .keys
+                .iter()
+                .find(|k| !free.contains(*k) && self.busy.contains(*k))
+                .cloned()
+            {
                 e.state = State::Blocked;
                 let others: Vec<String> = e.keys.iter().filter(|x| **x != k).cloned().collect();
                 self.blocked.entry(k).or_default().push_back(id);
@@ -211,7 +231,13 @@ impl Schedule {
                 }
                 continue;
             }
-            for k in &e.keys {
+            e.took = e
+                .keys
+                .iter()
+                .filter(|k| !self.free.contains(*k))
+                .cloned()
+                .collect();
+            for k in &e.took {
                 self.busy.insert(k.clone());
             }
             e.state = State::Running;
@@ -232,11 +258,26 @@ impl Schedule {
             return;
         };
         if e.state == State::Running {
-            for k in &e.keys {
+            for k in &e.took {
                 self.busy.remove(k);
             }
         }
         self.unindex(id, &e.keys);
+        for k in f
+            .delivered_keys
+            .iter()
+            .chain(f.deferred_keys.iter().map(|(k, _)| k))
+        {
+            self.free.remove(k);
+        }
+        for k in f.not_handsets {
+            if self.free.len() >= MAX_FREE {
+                self.free.clear();
+            }
+            self.key_backoff.remove(&k);
+            self.free.insert(k.clone());
+            self.release_all(&k);
+        }
         // A REGISTER that came while this job ran: the handset is back, so the message is due
         // again at once instead of after the backoff this attempt asked for.
         let registered_meanwhile = e.forced;
@@ -281,6 +322,21 @@ impl Schedule {
         }
         if waiting.is_empty() {
             self.blocked.remove(key);
+        }
+    }
+
+    /// `key` is free: everything that waited behind it is due again.
+    fn release_all(&mut self, key: &str) {
+        let Some(waiting) = self.blocked.remove(key) else {
+            return;
+        };
+        for id in waiting {
+            if let Some(e) = self.entries.get_mut(&id)
+                && e.state == State::Blocked
+            {
+                e.state = State::Waiting;
+                self.due.insert((e.due, id));
+            }
         }
     }
 
@@ -374,6 +430,7 @@ mod tests {
                 next: Some((60, k("1555"))),
                 deferred_keys: vec![("1555".into(), 60)],
                 delivered_keys: vec![],
+                not_handsets: vec![],
             },
         );
         assert_eq!(drain(&mut s, 1), vec![], "message 2 waits for the backoff");
@@ -420,6 +477,7 @@ mod tests {
                 next: Some((61, k("1555"))),
                 deferred_keys: vec![("1555".into(), 61)],
                 delivered_keys: vec![],
+                not_handsets: vec![],
             },
         );
         assert_eq!(
@@ -442,12 +500,63 @@ mod tests {
                 next: Some((1800, k("1555"))),
                 deferred_keys: vec![("1555".into(), 1800)],
                 delivered_keys: vec![],
+                not_handsets: vec![],
             },
         );
         s.upsert(id(2), 10, k("1555"));
         assert_eq!(drain(&mut s, 10), vec![]);
         s.make_due("1555", 11);
         assert_eq!(drain(&mut s, 11), vec![id(1)]);
+    }
+
+    #[test]
+    fn a_number_found_to_go_upstream_is_not_serialised_until_it_is_a_handset_again() {
+        let mut s = Schedule::new();
+        for n in 1..=4 {
+            s.upsert(id(n), 0, k("456"));
+        }
+        assert_eq!(
+            drain(&mut s, 0),
+            vec![id(1)],
+            "not known yet: one at a time"
+        );
+        s.finish(
+            id(1),
+            Finished {
+                not_handsets: k("456"),
+                deferred_keys: vec![],
+                ..Finished::default()
+            },
+        );
+        assert_eq!(
+            drain(&mut s, 0),
+            vec![id(2), id(3), id(4)],
+            "all that waited behind it, at once"
+        );
+        // A deferral of one is not a backoff for the others.
+        s.upsert(id(5), 0, k("456"));
+        s.finish(
+            id(2),
+            Finished {
+                next: Some((50, k("456"))),
+                not_handsets: k("456"),
+                ..Finished::default()
+            },
+        );
+        assert_eq!(drain(&mut s, 0), vec![id(5)]);
+        // It became a subscriber's: a delivery to it as a handset makes it serialised again.
+        s.finish(
+            id(3),
+            Finished {
+                delivered_keys: k("456"),
+                ..Finished::default()
+            },
+        );
+        s.finish(id(4), Finished::default());
+        s.finish(id(5), Finished::default());
+        s.upsert(id(6), 0, k("456"));
+        s.upsert(id(7), 0, k("456"));
+        assert_eq!(drain(&mut s, 60), vec![id(6)], "one at a time again");
     }
 
     #[test]

@@ -13,8 +13,6 @@
 //! Standards: TS 23.040 9.2.3 (the TP fields named), TS 24.011 7.3 (RP-MR, RP-DATA),
 //! RFC 6648 (the `X-` prefix is kept for compatibility with queue files already on disk).
 
-use mail_parser::MessageParser;
-
 use crate::identity::Msisdn;
 use crate::sms::body::{hex_decode, hex_encode};
 
@@ -303,7 +301,7 @@ impl SmsFacts {
 
     /// The facts in a raw mail's header (none when it does not parse).
     pub fn from_mail(raw: &[u8]) -> SmsFacts {
-        MessageParser::default()
+        super::parser(false)
             .parse_headers(raw)
             .map(|m| SmsFacts::from_message(&m))
             .unwrap_or_default()

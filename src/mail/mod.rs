@@ -8,3 +8,16 @@ pub mod facts;
 pub mod from_sms;
 pub mod provenance;
 pub mod to_sms;
+
+/// A parser that reads only what smsmta looks at: the MIME headers (to find the text and tell
+/// a DSN) and, with `addresses`, Date, Subject and the address headers; every other header
+/// (Received above all, the costly one) is kept raw, for `header_raw`.
+pub fn parser(addresses: bool) -> mail_parser::MessageParser {
+    let p = mail_parser::MessageParser::new();
+    let p = if addresses {
+        p.with_minimal_headers()
+    } else {
+        p.with_mime_headers()
+    };
+    p.default_header_raw()
+}

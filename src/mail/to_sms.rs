@@ -18,7 +18,7 @@
 //! Standards: RFC 5322, RFC 2045-2049 (MIME), RFC 3464 (DSN), RFC 3462 (multipart/report),
 //! RFC 3834 (auto-replies).
 
-use mail_parser::{Message, MessageParser, MimeHeaders};
+use mail_parser::{Message, MimeHeaders};
 
 pub use super::facts::ReportFacts;
 use super::facts::SmsFacts;
@@ -58,7 +58,7 @@ pub struct SmsContent {
 
 /// Converts a queued mail (with its envelope sender) into what a handset gets.
 pub fn sms_content(raw: &[u8], envelope_sender: &str, opts: &TextOptions<'_>) -> SmsContent {
-    let Some(m) = MessageParser::default().parse(raw) else {
+    let Some(m) = super::parser(true).parse(raw) else {
         return SmsContent {
             originator: opts.email_sender.to_string(),
             text: String::from_utf8_lossy(raw).trim().to_string(),

@@ -8,13 +8,19 @@
 //!   expires. Written before the message leaves the spool.
 //! - `parts`: one row per part received, keyed by (upstream, source, destination, reference),
 //!   written before the part's deliver_sm_resp.
-//! - `seen`: a digest of each deliver_sm stored, kept for the duplicate window.
+//! - `seen`: a digest of each deliver_sm stored, kept for the duplicate window. Checked and
+//!   recorded in memory (at most [`MAX_SEEN`] digests), written to the table in batches by
+//!   [`Store::flush_seen`] and read back at start, as SIP keeps its own: a crash loses at
+//!   most the last second's digests, and so lets at most those resends through twice (never
+//!   a text lost). A full memory forgets nothing it holds; new digests are then not kept.
 //!
 //! **Trust.** Keys and values come from SMSCs: they are bound as parameters, never spliced
 //! into SQL; a message_id is at most 64 characters (the codec's limit).
 //!
-//! Every call blocks: call it from `spawn_blocking`.
+//! Every call but [`Store::seen`] and [`Store::mark_seen`] (memory only) blocks: call it from
+//! `spawn_blocking`.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -60,10 +66,28 @@ pub struct Matched {
 /// A text that never completed: its key, its total, the parts there are (sequence, body).
 pub type Stale = (String, u8, Vec<(u8, String)>);
 
+/// Digests of deliver_sm stored, at most, in memory.
+pub const MAX_SEEN: usize = 200_000;
+
 /// The SMPP store.
 #[derive(Debug)]
 pub struct Store {
     conn: Mutex<Connection>,
+    seen: Mutex<Seen>,
+}
+
+/// The digests in memory, and those not yet written to the table.
+#[derive(Debug, Default)]
+struct Seen {
+    until: HashMap<String, u64>,
+    unwritten: Vec<(String, u64)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
 }
 
 impl Store {
@@ -80,8 +104,21 @@ impl Store {
         }
         conn.execute_batch("PRAGMA synchronous=FULL;")?;
         conn.execute_batch(SCHEMA)?;
+        let now = crate::clock::now_unix();
+        let mut seen = Seen::default();
+        {
+            let mut q = conn.prepare("SELECT key, until FROM seen WHERE until > ?1 LIMIT ?2")?;
+            let rows = q.query_map(params![now as i64, MAX_SEEN as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            for row in rows {
+                let (k, u) = row?;
+                seen.until.insert(k, u.max(0) as u64);
+            }
+        }
         Ok(Store {
             conn: Mutex::new(conn),
+            seen: Mutex::new(seen),
         })
     }
 
@@ -95,14 +132,12 @@ impl Store {
         conn.execute_batch(SCHEMA)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            seen: Mutex::new(Seen::default()),
         })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        match self.conn.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        lock(&self.conn)
     }
 
     /// Records that the parts `ids` of `queue_id` to `address` went to `upstream` and that a
@@ -226,30 +261,59 @@ impl Store {
         Ok(whole.then_some(parts))
     }
 
-    /// Whether a deliver_sm with digest `key` was stored within its window, as of `now`.
-    ///
-    /// # Errors
-    /// [`StoreError`] on a database failure.
-    pub fn seen(&self, key: &str, now: u64) -> Result<bool, StoreError> {
-        let until: Option<i64> = self
-            .conn()
-            .query_row("SELECT until FROM seen WHERE key = ?1", params![key], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        Ok(until.is_some_and(|u| u as u64 > now))
+    /// Whether the deliver_sm of digest `key` was stored and its window is still open.
+    /// Memory only: never blocks.
+    pub fn seen(&self, key: &str, now: u64) -> bool {
+        lock(&self.seen).until.get(key).is_some_and(|u| *u > now)
     }
 
-    /// Remembers digest `key` until `until`.
+    /// Records that the deliver_sm of digest `key` was stored, until `until`: at once in
+    /// memory, in the table at the next [`Store::flush_seen`]. Never blocks.
+    pub fn mark_seen(&self, key: &str, until: u64) {
+        let mut s = lock(&self.seen);
+        if s.until.len() >= MAX_SEEN && !s.until.contains_key(key) {
+            let now = crate::clock::now_unix();
+            s.until.retain(|_, u| *u > now);
+            if s.until.len() >= MAX_SEEN {
+                return;
+            }
+        }
+        s.until.insert(key.to_string(), until);
+        if s.unwritten.len() < MAX_SEEN {
+            s.unwritten.push((key.to_string(), until));
+        }
+    }
+
+    /// Writes the digests recorded since the last call, in one transaction; how many.
     ///
     /// # Errors
-    /// [`StoreError`] when it is not written.
-    pub fn mark_seen(&self, key: &str, until: u64) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT OR REPLACE INTO seen VALUES (?1, ?2)",
-            params![key, until as i64],
-        )?;
-        Ok(())
+    /// [`StoreError`] when they are not written (they are kept for the next call).
+    pub fn flush_seen(&self) -> Result<usize, StoreError> {
+        let batch = std::mem::take(&mut lock(&self.seen).unwritten);
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let write = || -> Result<(), StoreError> {
+            let mut c = self.conn();
+            let tx = c.transaction()?;
+            {
+                let mut q = tx.prepare_cached("INSERT OR REPLACE INTO seen VALUES (?1, ?2)")?;
+                for (k, u) in &batch {
+                    q.execute(params![k, *u as i64])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        };
+        match write() {
+            Ok(()) => Ok(batch.len()),
+            Err(e) => {
+                let mut s = lock(&self.seen);
+                let room = MAX_SEEN.saturating_sub(s.unwritten.len());
+                s.unwritten.extend(batch.into_iter().take(room));
+                Err(e)
+            }
+        }
     }
 
     /// Forgets what has expired by `now`: receipts never received and duplicate digests.
@@ -264,6 +328,7 @@ impl Store {
             params![now as i64],
         )?;
         let s = c.execute("DELETE FROM seen WHERE until <= ?1", params![now as i64])?;
+        lock(&self.seen).until.retain(|_, u| *u > now);
         Ok((a, s))
     }
 
@@ -376,11 +441,38 @@ mod tests {
     }
 
     #[test]
+    fn digests_seen_are_kept_across_a_restart_once_flushed() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("smpp.sqlite");
+        let far = crate::clock::now_unix() + 3600;
+        {
+            let s = Store::open(&path).unwrap();
+            s.mark_seen("flushed", far);
+            assert_eq!(s.flush_seen().unwrap(), 1);
+            assert_eq!(s.flush_seen().unwrap(), 0, "written once");
+            s.mark_seen("lost in the crash", far);
+            s.mark_seen("expired", 1);
+            assert_eq!(s.flush_seen().unwrap(), 2);
+            s.mark_seen("unflushed", far);
+        }
+        let s = Store::open(&path).unwrap();
+        let now = crate::clock::now_unix();
+        assert!(s.seen("flushed", now));
+        assert!(s.seen("lost in the crash", now));
+        assert!(!s.seen("expired", now));
+        assert!(
+            !s.seen("unflushed", now),
+            "a crash loses only what was not flushed"
+        );
+    }
+
+    #[test]
     fn what_expires_is_swept() {
         let (_d, s) = store();
-        s.mark_seen("d", 10).unwrap();
-        assert!(s.seen("d", 9).unwrap());
-        assert!(!s.seen("d", 10).unwrap());
+        s.mark_seen("d", 10);
+        assert!(s.seen("d", 9));
+        assert!(!s.seen("d", 10));
+        assert_eq!(s.flush_seen().unwrap(), 1);
         s.await_receipts("agg", &["a".into()], "Q", "x", b"f", 10)
             .unwrap();
         assert_eq!(s.sweep(10).unwrap(), (1, 1));

@@ -162,6 +162,22 @@ pub fn config_logging(dir: &Path, level: &str, extra: &str) -> std::path::PathBu
 
 /// Adds a subscriber with `smsmta subscriber add`.
 pub fn add_subscriber(config: &Path, msisdn: &str, imsi: &str) {
+    add_subscriber_with(config, msisdn, imsi, false);
+}
+
+/// [`add_subscriber`], its "saved" line not shown.
+pub fn add_subscriber_quietly(config: &Path, msisdn: &str, imsi: &str) {
+    add_subscriber_with(config, msisdn, imsi, true);
+}
+
+fn add_subscriber_with(config: &Path, msisdn: &str, imsi: &str, quiet: bool) {
+    let out = || {
+        if quiet {
+            Stdio::null()
+        } else {
+            Stdio::inherit()
+        }
+    };
     let st = Command::new(BIN)
         .args([
             "--config",
@@ -173,6 +189,8 @@ pub fn add_subscriber(config: &Path, msisdn: &str, imsi: &str) {
             "--imsi",
             imsi,
         ])
+        .stdout(out())
+        .stderr(out())
         .status()
         .unwrap();
     assert!(st.success());

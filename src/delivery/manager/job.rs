@@ -99,6 +99,8 @@ pub(super) struct Job<'a> {
     outbound: Option<Vec<u8>>,
     /// Recipients whose report waits for an upstream SMSC's receipt.
     pub(super) awaited: Vec<String>,
+    /// Whether the last attempt went to an upstream SMSC (its number is then no handset).
+    pub(super) went_upstream: bool,
 }
 
 /// What one job's attempts add up to.
@@ -123,6 +125,7 @@ impl<'a> Job<'a> {
             content: None,
             outbound: None,
             awaited: Vec::new(),
+            went_upstream: false,
         }
     }
 
@@ -161,6 +164,7 @@ impl<'a> Job<'a> {
         let address = r.address.clone();
         let attempts = r.attempts + 1;
         let dest = route::classify(&address, &self.cfg().domains);
+        self.went_upstream = false;
         let (outcome, relay) = if schedule::expired(self.file.envelope.expires, now) {
             (expired_outcome(), "none".to_string())
         } else {
@@ -172,7 +176,13 @@ impl<'a> Job<'a> {
             }
             o => o,
         };
+        // A number that went to an upstream is no handset: not serialised, not backed off
+        // as one (the scheduler learns it).
         let key = match &dest {
+            Some(Dest::Handset(k)) if self.went_upstream => {
+                tally.finished.not_handsets.push(k.to_string());
+                None
+            }
             Some(Dest::Handset(k)) => Some(k.to_string()),
             _ => None,
         };

@@ -44,6 +44,7 @@ impl Job<'_> {
         key: &HandsetKey,
         address: &str,
     ) -> (Outcome, String) {
+        self.went_upstream = true;
         let relay = format!("smpp:{name}");
         let Some(up) = self.ctx.cfg.smpp.upstream.iter().find(|u| u.name == name) else {
             let why = format!("route to unknown upstream {name}");
@@ -178,21 +179,12 @@ async fn handle(ctx: &Arc<Ctx>, name: &str, sm: Sm) -> u32 {
     };
     let digest = digest(name, &sm);
     let now = now_unix();
-    let store = Arc::clone(&ctx.store);
-    let d = digest.clone();
-    match blocking(move || store.seen(&d, now)).await {
-        Ok(true) => {
-            info!(
-                "smpp upstream {name}: deliver_sm from {} already stored; answered again",
-                sm.source.addr
-            );
-            return smpp_status::OK;
-        }
-        Ok(false) => {}
-        Err(e) => {
-            warn!("smpp upstream {name}: {e}");
-            return smpp_status::MSGQFUL;
-        }
+    if ctx.store.seen(&digest, now) {
+        info!(
+            "smpp upstream {name}: deliver_sm from {} already stored; answered again",
+            sm.source.addr
+        );
+        return smpp_status::OK;
     }
     let text = match concat {
         None => body.text(),
@@ -222,11 +214,8 @@ async fn handle(ctx: &Arc<Ctx>, name: &str, sm: Sm) -> u32 {
     };
     match crate::smpp::intake::store(&ctx.cfg, &ctx.writer, &ctx.registry, t).await {
         Ok(_) => {
-            let store = Arc::clone(&ctx.store);
             let until = now + ctx.cfg.sip.dedup_window.0.as_secs();
-            if let Err(e) = blocking(move || store.mark_seen(&digest, until)).await {
-                warn!("smpp upstream {name}: {e}");
-            }
+            ctx.store.mark_seen(&digest, until);
             smpp_status::OK
         }
         Err(st) => st,
@@ -256,14 +245,28 @@ fn join_numbered(parts: &[(u8, String)], total: u8) -> String {
     whole.text(crate::sip::GAP_MARK)
 }
 
-/// Every minute: forgets receipts never received and duplicate digests past their window, and
+/// Every second: writes the duplicate digests recorded since (see `smpp::store`). Every
+/// minute: forgets receipts never received and duplicate digests past their window, and
 /// stores the texts whose parts did not all come within `[sip] concat_timeout`, with the gap
 /// marked (as SIP does): a part answered OK is never dropped.
 pub async fn sweep(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let mut tick = 0u32;
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        let stop = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+        };
+        // Every second (and at shutdown): the duplicate digests recorded since.
+        let store = Arc::clone(&ctx.store);
+        if let Err(e) = blocking(move || store.flush_seen()).await {
+            warn!("{e}");
+        }
+        tick += 1;
+        if stop {
+            return;
+        }
+        if !tick.is_multiple_of(60) {
+            continue;
         }
         let now = now_unix();
         let store = Arc::clone(&ctx.store);
