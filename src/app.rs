@@ -340,6 +340,8 @@ struct Shared {
     cfg: Arc<Config>,
     writer: Writer,
     registry: Registry,
+    /// smpp.sqlite: receipts awaited, parts held, duplicate digests (both SMPP roles).
+    store: Arc<crate::smpp::store::Store>,
     reachable: broadcast::Sender<Reachable>,
     shutdown: CancellationToken,
 }
@@ -347,9 +349,18 @@ struct Shared {
 async fn run(cfg: Arc<Config>, server: Server, sockets: Sockets) -> Result<Running, AppError> {
     let busy = cfg.registry.openbts_busy_timeout.0;
     let registry = Registry::open_with(cfg.registry_path(), cfg.openbts_path(), busy)?;
+    // On disk when an SMPP door is configured, or was (receipts or parts may be held).
+    let path = cfg.spool_dir.join("smpp.sqlite");
+    let store = if cfg.smpp.upstream.is_empty() && sockets.smpp.is_none() && !path.exists() {
+        crate::smpp::store::Store::in_memory()
+    } else {
+        crate::smpp::store::Store::open(&path)
+    }
+    .map_err(|e| AppError::Internal(e.to_string()))?;
     let sh = Shared {
         writer: server.writer().clone(),
         registry,
+        store: Arc::new(store),
         reachable: broadcast::channel(1024).0,
         shutdown: CancellationToken::new(),
         cfg,
@@ -372,6 +383,7 @@ async fn run(cfg: Arc<Config>, server: Server, sockets: Sockets) -> Result<Runni
             sh.registry.clone(),
             Arc::clone(&binds),
             sh.reachable.clone(),
+            Arc::clone(&sh.store),
         );
         tasks.spawn(smpp_listener::run(l, Arc::new(server), sh.shutdown.clone()));
     }
@@ -477,15 +489,7 @@ async fn spawn_delivery(
     // The hook goes in before the manager's first scan: a message published in between is
     // found by both, which the schedule takes once.
     let hints = manager::hints(sh.writer.spool(), cfg.domains.clone());
-    // On disk when there is an upstream, or was one (receipts may still be owed).
-    let path = cfg.spool_dir.join("smpp.sqlite");
-    let store = if cfg.smpp.upstream.is_empty() && !path.exists() {
-        crate::smpp::store::Store::in_memory()
-    } else {
-        crate::smpp::store::Store::open(&path)
-    }
-    .map_err(|e| AppError::Internal(e.to_string()))?;
-    let store = Arc::new(store);
+    let store = Arc::clone(&sh.store);
     let upstreams = crate::smpp::client::Upstreams::new(&cfg.smpp.upstream);
     let ctx = manager::Ctx::new(
         Arc::clone(cfg),

@@ -469,3 +469,54 @@ async fn a_receipt_asked_for_comes_back_as_deliver_sm_once_the_handset_has_the_t
     );
     env.stop().await;
 }
+
+#[tokio::test]
+async fn concatenated_parts_from_an_esme_are_kept_until_whole_and_stored_as_one_text() {
+    let env = env().await;
+    let mut c = Client::connect(&env).await;
+    assert_eq!(c.bind("app", "secret").await.status, status::OK);
+    let part = |seq: u8, text: &str| {
+        let Body::SubmitSm(mut sm) = submit("2337", "15551234567", "") else {
+            panic!()
+        };
+        sm.esm_class = 0x40;
+        sm.short_message = [&[5, 0, 3, 0x2A, 2, seq][..], text.as_bytes()].concat();
+        Body::SubmitSm(sm)
+    };
+    // The second part first: kept, answered OK with an ID of its own, nothing queued yet.
+    c.send(part(2, "and the rest."), 2).await;
+    let r = c.recv().await.unwrap();
+    assert_eq!((r.status, r.sequence), (status::OK, 2));
+    let Body::SubmitSmResp(part_id) = r.body else {
+        panic!("{r:?}")
+    };
+    assert!(part_id.starts_with('P'), "{part_id}");
+    // The same part again (a resend) changes nothing.
+    c.send(part(2, "and the rest."), 3).await;
+    assert_eq!(c.recv().await.unwrap().status, status::OK);
+    // The first: the text is whole, stored once, and its ID is the queue ID.
+    c.send(part(1, "The first half "), 4).await;
+    let r = c.recv().await.unwrap();
+    assert_eq!((r.status, r.sequence), (status::OK, 4));
+    let Body::SubmitSmResp(id) = r.body else {
+        panic!("{r:?}")
+    };
+    let queued = env.spooled(1).await;
+    assert_eq!(queued.len(), 1, "one text, not three");
+    assert_eq!(queued[0].id().to_string(), id);
+    let m = mail_parser::MessageParser::default()
+        .parse(&queued[0].message)
+        .unwrap();
+    assert_eq!(
+        m.body_text(0).unwrap().trim_end(),
+        "The first half and the rest."
+    );
+    // A part from a source the account may not use is refused before it is kept.
+    let Body::SubmitSm(mut forged) = part(1, "x") else {
+        panic!()
+    };
+    forged.source.addr = "15559999999".into();
+    c.send(Body::SubmitSm(forged), 5).await;
+    assert_eq!(c.recv().await.unwrap().status, status::INVSRCADR);
+    env.stop().await;
+}

@@ -2,7 +2,12 @@
 //! already checked by its session, becomes a mail in the spool, durable before the caller
 //! answers OK.
 //!
-//! **Trust.** The recipient must be an enabled subscriber (else ESME_RINVDSTADR); the text
+//! A part of a longer text (UDH or SAR, from either role) is kept in `smpp.sqlite` by
+//! [`keep_part`] until every part is there, answered OK once kept; the last part stores the
+//! whole text. (The sweep stores texts whose parts did not all come, with a gap mark.)
+//!
+//! **Trust.** The originator must be a number or a short alphanumeric name ([`originator`],
+//! else ESME_RINVSRCADR); the recipient must be an enabled subscriber (else ESME_RINVDSTADR); the text
 //! becomes a mail from `<source>@<sms domain>` with a null envelope sender (no bounce goes
 //! back to an SMPP peer as a text). A full disk or a failed commit is ESME_RMSGQFUL, which
 //! every SMPP peer retries.
@@ -12,11 +17,14 @@
 use tracing::{info, warn};
 
 use super::pdu::status;
+use super::store::Store;
 use crate::config::Config;
 use crate::identity::HandsetKey;
 use crate::mail::facts::SmsFacts;
 use crate::mail::from_sms::{self, SmsMail};
 use crate::registry::Registry;
+use crate::sms::tpdu::Body;
+use crate::sms::udh::Concat;
 use crate::spool::{Origin, OriginKind, Writer};
 
 /// A checked text to store.
@@ -47,6 +55,58 @@ pub fn originator(source: &str) -> Option<String> {
     }
     let ok = |b: u8| b.is_ascii_alphanumeric() || b"._-".contains(&b);
     (!source.is_empty() && source.len() <= 11 && source.bytes().all(ok)).then(|| source.to_string())
+}
+
+/// Keeps part `c` (its body `body`) of the text `key` names in `store`, durably; the whole
+/// text once every part is there (`None` until then). The key names the peer, the
+/// originator, the recipient and the reference, so parts of different texts never mix.
+///
+/// # Errors
+/// ESME_RMSGQFUL when the store cannot keep it (the peer resends), ESME_RSYSERR when the body
+/// does not serialise.
+pub async fn keep_part(
+    store: &std::sync::Arc<Store>,
+    key: String,
+    c: Concat,
+    body: &Body,
+    now: u64,
+) -> Result<Option<String>, u32> {
+    let json = serde_json::to_string(body).map_err(|_| status::SYSERR)?;
+    let s = std::sync::Arc::clone(store);
+    let r = tokio::task::spawn_blocking(move || s.add_part(&key, c.seq, c.total, &json, now)).await;
+    match r {
+        Ok(Ok(None)) => Ok(None),
+        Ok(Ok(Some(parts))) => {
+            let numbered: Vec<(u8, String)> = (1u8..).zip(parts).collect();
+            Ok(Some(join_parts(&numbered, c.total)))
+        }
+        Ok(Err(e)) => {
+            warn!("{e}");
+            Err(status::MSGQFUL)
+        }
+        Err(e) => {
+            warn!("smpp store: {e}");
+            Err(status::MSGQFUL)
+        }
+    }
+}
+
+/// The text of the parts there are, by sequence (bodies as [`keep_part`] kept them); each
+/// run of missing parts is marked `[...]` (as SIP marks them).
+pub fn join_parts(parts: &[(u8, String)], total: u8) -> String {
+    let c = Concat {
+        reference: 0,
+        total,
+        seq: 1,
+        wide: true,
+    };
+    let mut whole = crate::sms::segment::Partial::new(&c);
+    for (seq, p) in parts {
+        if let Ok(body) = serde_json::from_str(p) {
+            whole.add(&Concat { seq: *seq, ..c }, body);
+        }
+    }
+    whole.text(crate::sip::GAP_MARK)
 }
 
 /// Stores `t`; its queue ID once durable, or the command_status to answer with.

@@ -49,6 +49,7 @@ pub struct SmppServer {
     accounts: HashMap<String, EsmeAccount>,
     binds: Arc<Binds>,
     reachable: tokio::sync::broadcast::Sender<crate::registry::Reachable>,
+    store: Arc<super::store::Store>,
 }
 
 impl std::fmt::Debug for SmppServer {
@@ -67,6 +68,7 @@ impl SmppServer {
         registry: Registry,
         binds: Arc<Binds>,
         reachable: tokio::sync::broadcast::Sender<crate::registry::Reachable>,
+        store: Arc<super::store::Store>,
     ) -> SmppServer {
         let accounts: HashMap<String, EsmeAccount> = cfg
             .smpp
@@ -87,6 +89,7 @@ impl SmppServer {
             accounts,
             binds,
             reachable,
+            store,
         }
     }
 
@@ -118,10 +121,34 @@ impl SmppServer {
         sub: Submission,
         peer: SocketAddr,
     ) -> Result<String, u32> {
+        let joined;
+        let text = match &sub.part {
+            None => &sub.text,
+            Some((c, body)) => {
+                // The originator is checked before a part is kept, as for a whole text.
+                super::intake::originator(&sub.source).ok_or(status::INVSRCADR)?;
+                let key = format!(
+                    "esme:{}|{}|{}|{}",
+                    account.system_id,
+                    sub.source,
+                    sub.dest.digits(),
+                    c.reference
+                );
+                let now = crate::clock::now_unix();
+                match super::intake::keep_part(&self.store, key, *c, body, now).await? {
+                    // Kept: the ESME gets an ID of its own for this part (no receipt names it).
+                    None => return Ok(format!("P{:016X}", crate::random::u64())),
+                    Some(t) => {
+                        joined = t;
+                        &joined
+                    }
+                }
+            }
+        };
         let text = super::intake::Text {
             source: &sub.source,
             dest: sub.dest.digits(),
-            text: &sub.text,
+            text,
             facts: SmsFacts {
                 status_report_request: Some(sub.receipt),
                 esme: sub.receipt.then(|| account.system_id.clone()),

@@ -12,8 +12,9 @@
 //! **Hostile peers.** A frame that does not decode is answered with generic_nack (the status
 //! says why) and counted; after `max_errors` the session ends. A submit_sm is checked here
 //! before anything is stored: a source address the account may not use is ESME_RINVSRCADR,
-//! a destination that is no number is ESME_RINVDSTADR, a binary coding ESME_RINVDCS, a UDH or
-//! SAR part (not reassembled yet) ESME_RINVESMCLASS.
+//! a destination that is no number is ESME_RINVDSTADR, a binary coding ESME_RINVDCS, a UDH
+//! that names no place in a concatenated text ESME_RINVESMCLASS. A part (UDH or SAR) is
+//! handed to the listener with its place and body, to be kept until the text is whole.
 //!
 //! Standards: SMPP 3.4 (2.3 session states, 4.1 bind, 4.3 generic_nack, 4.4 submit_sm, 4.11
 //! enquire_link, 4.12 unbind, 5.1.3 command_status).
@@ -21,6 +22,8 @@
 use super::pdu::{self, Address, Bind, BindKind, Body, Pdu, Sm, status, tag};
 use super::text;
 use crate::identity::Msisdn;
+use crate::sms::tpdu::Body as SmsBody;
+use crate::sms::udh::Concat;
 
 /// What the session knows of its server.
 #[derive(Debug, Clone)]
@@ -59,10 +62,13 @@ pub struct Submission {
     pub source: String,
     /// The recipient's number.
     pub dest: Msisdn,
-    /// The text.
+    /// The text (empty for a part: see `part`).
     pub text: String,
     /// A delivery receipt was asked for (registered_delivery bits 0-1).
     pub receipt: bool,
+    /// When this is one part of a longer text (UDH, or the sar_* TLVs): its place and its
+    /// body, kept until every part is there.
+    pub part: Option<(Concat, SmsBody)>,
 }
 
 /// What the listener is to do next.
@@ -255,21 +261,31 @@ impl Session {
 
 /// The checks of a submit_sm that need nothing but the PDU and the account.
 fn check_submit(account: &Account, sm: &Sm, sequence: u32) -> Result<Submission, u32> {
-    if sm.esm_class & 0x40 != 0 || sm.tlv(tag::SAR_MSG_REF_NUM).is_some() {
-        // Concatenated parts are not reassembled from SMPP yet: refused, not mangled.
-        return Err(status::INVESMCLASS);
-    }
     if !account.may_send_as(&sm.source.addr) {
         return Err(status::INVSRCADR);
     }
     let dest = dest_number(&sm.dest).ok_or(status::INVDSTADR)?;
-    let text = text::decode(sm.data_coding, sm.payload()).map_err(|_| status::INVDCS)?;
+    let concatenated = sm.esm_class & 0x40 != 0 || sm.tlv(tag::SAR_MSG_REF_NUM).is_some();
+    let (text, part) = if concatenated {
+        // A part: its UDH or SAR facts must read, and name a place in a text of two or more.
+        match super::esme::part(sm) {
+            Some((Some(c), body)) => (String::new(), Some((c, body))),
+            Some((None, _)) => return Err(status::INVESMCLASS),
+            // A binary or unknown coding, or a UDH that does not read.
+            None if text::decode(sm.data_coding, &[]).is_err() => return Err(status::INVDCS),
+            None => return Err(status::INVESMCLASS),
+        }
+    } else {
+        let t = text::decode(sm.data_coding, sm.payload()).map_err(|_| status::INVDCS)?;
+        (t, None)
+    };
     Ok(Submission {
         sequence,
         source: sm.source.addr.clone(),
         dest,
         text,
         receipt: sm.registered_delivery & 0x03 != 0,
+        part,
     })
 }
 
@@ -401,7 +417,48 @@ mod tests {
             panic!()
         };
         udh.esm_class = 0x40;
-        assert_eq!(st(&mut s, Body::SubmitSm(udh)), status::INVESMCLASS);
+        assert_eq!(
+            st(&mut s, Body::SubmitSm(udh)),
+            status::INVESMCLASS,
+            "esm_class says UDH, the payload has none"
+        );
+    }
+
+    #[test]
+    fn a_concatenated_part_is_handed_on_with_its_place_and_body() {
+        let mut s = bound(BindKind::Transmitter);
+        // UDH: IEI 0 (8-bit reference), reference 0x2A, part 2 of 3.
+        let Body::SubmitSm(mut sm) =
+            submit("INFO", "15551234567", 0, b"\x05\x00\x03\x2A\x03\x02second")
+        else {
+            panic!()
+        };
+        sm.esm_class = 0x40;
+        let Step::Submit(sub) = s.frame(&frame(Body::SubmitSm(sm.clone()), 9)) else {
+            panic!("a part is a submission")
+        };
+        let (c, body) = sub.part.expect("its place");
+        assert_eq!((c.reference, c.total, c.seq), (0x2A, 3, 2));
+        assert_eq!(body.text(), "second");
+        // SAR: the same, from the TLVs.
+        sm.esm_class = 0;
+        sm.short_message = b"first ".to_vec();
+        sm.tlvs = vec![
+            (tag::SAR_MSG_REF_NUM, vec![0, 7]),
+            (tag::SAR_TOTAL_SEGMENTS, vec![2]),
+            (tag::SAR_SEGMENT_SEQNUM, vec![1]),
+        ];
+        let Step::Submit(sub) = s.frame(&frame(Body::SubmitSm(sm.clone()), 10)) else {
+            panic!()
+        };
+        let (c, _) = sub.part.expect("its place");
+        assert_eq!((c.reference, c.total, c.seq), (7, 2, 1));
+        // A part number past the total is no place.
+        sm.tlvs[2] = (tag::SAR_SEGMENT_SEQNUM, vec![3]);
+        assert_eq!(
+            status_of(s.frame(&frame(Body::SubmitSm(sm), 11))),
+            status::INVESMCLASS
+        );
     }
 
     #[test]

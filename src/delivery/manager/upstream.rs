@@ -190,17 +190,10 @@ async fn handle(ctx: &Arc<Ctx>, name: &str, sm: Sm) -> u32 {
         None => body.text(),
         Some(c) => {
             let key = format!("{name}|{}|{}|{}", sm.source.addr, sm.dest.addr, c.reference);
-            let Ok(json) = serde_json::to_string(&body) else {
-                return smpp_status::SYSERR;
-            };
-            let store = Arc::clone(&ctx.store);
-            match blocking(move || store.add_part(&key, c.seq, c.total, &json, now)).await {
+            match crate::smpp::intake::keep_part(&ctx.store, key, c, &body, now).await {
                 Ok(None) => return smpp_status::OK,
-                Ok(Some(parts)) => join(&parts, c),
-                Err(e) => {
-                    warn!("smpp upstream {name}: {e}");
-                    return smpp_status::MSGQFUL;
-                }
+                Ok(Some(text)) => text,
+                Err(st) => return st,
             }
         }
     };
@@ -220,29 +213,6 @@ async fn handle(ctx: &Arc<Ctx>, name: &str, sm: Sm) -> u32 {
         }
         Err(st) => st,
     }
-}
-
-/// The text of every part, in order, joined before decoding.
-fn join(parts: &[String], c: crate::sms::udh::Concat) -> String {
-    let numbered: Vec<(u8, String)> = (1u8..).zip(parts.iter().cloned()).collect();
-    join_numbered(&numbered, c.total)
-}
-
-/// The text of the parts there are; each run of missing parts is marked `[...]`.
-fn join_numbered(parts: &[(u8, String)], total: u8) -> String {
-    let c = crate::sms::udh::Concat {
-        reference: 0,
-        total,
-        seq: 1,
-        wide: true,
-    };
-    let mut whole = crate::sms::segment::Partial::new(&c);
-    for (seq, p) in parts {
-        if let Ok(body) = serde_json::from_str(p) {
-            whole.add(&crate::sms::udh::Concat { seq: *seq, ..c }, body);
-        }
-    }
-    whole.text(crate::sip::GAP_MARK)
 }
 
 /// Every second: writes the duplicate digests recorded since (see `smpp::store`). Every
@@ -289,14 +259,19 @@ pub async fn sweep(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             let (Some(name), Some(source), Some(dest)) = (f.next(), f.next(), f.next()) else {
                 continue;
             };
-            let text = join_numbered(&parts, total);
+            let text = crate::smpp::intake::join_parts(&parts, total);
+            // Parts from an ESME (`esme:<system_id>`) or from an upstream (its name).
+            let via = match name.strip_prefix("esme:") {
+                Some(id) => format!("system_id={id}"),
+                None => format!("upstream={name}"),
+            };
             let t = crate::smpp::intake::Text {
                 source,
                 dest,
                 text: &text,
                 facts: SmsFacts::default(),
-                peer: name.to_string(),
-                via: format!("upstream={name}, {} of {total} parts", parts.len()),
+                peer: name.trim_start_matches("esme:").to_string(),
+                via: format!("{via}, {} of {total} parts", parts.len()),
             };
             match crate::smpp::intake::store(&ctx.cfg, &ctx.writer, &ctx.registry, t).await {
                 // Stored, or refused for good: the parts go either way.
