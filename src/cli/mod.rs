@@ -85,7 +85,7 @@ pub fn run() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
-    crate::telemetry::init(&config.log.level);
+    crate::telemetry::init(&config.log.level, config.log.format);
     match cli.cmd {
         Cmd::Serve => serve(config),
         Cmd::CheckConfig => {

@@ -96,6 +96,19 @@ pub struct Config {
 pub struct LogConfig {
     /// `error`, `warn`, `info`, `debug` or `trace` (or a tracing filter directive).
     pub level: String,
+    /// `"text"` (one line an event, Postfix-style) or `"json"` (one JSON object a line).
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Plain lines; colour only when stderr is a terminal (and `NO_COLOR` is unset).
+    #[default]
+    Text,
+    /// One JSON object a line: timestamp, level, fields (queue_id, peer...), message.
+    Json,
 }
 
 impl Config {
@@ -134,6 +147,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
 }
