@@ -258,3 +258,132 @@ fn queue_commands_work_while_serve_runs_and_serve_stops_on_sigterm() {
     assert!(took < Duration::from_secs(6), "shutdown took {took:?}");
     assert!(env.spool.join("deferred").join(&during).exists());
 }
+
+#[test]
+fn queue_stats_counts_what_waits_by_destination_and_age_as_qshape_does() {
+    use smsmta::spool::{Origin, OriginKind, Queue, RcptState, Spool};
+    let env = env();
+    ok(&env, &["queue", "list"], b""); // creates the spool
+    let spool = Spool::open(&env.spool, 1 << 20).unwrap();
+    let now = smsmta::clock::now_unix();
+    let origin = Origin {
+        kind: OriginKind::Smtp,
+        peer: "test".into(),
+        sender_number: None,
+    };
+    // (queue, age in minutes, recipients)
+    let put = |q: Queue, minutes: u64, rcpts: &[&str]| {
+        let rcpts: Vec<String> = rcpts.iter().map(|r| r.to_string()).collect();
+        let mut f = spool.new_message(
+            "a@example.net",
+            &rcpts,
+            b"x".to_vec(),
+            origin.clone(),
+            86_400,
+        );
+        f.envelope.arrival = now - minutes * 60;
+        f.envelope
+            .recipients
+            .iter_mut()
+            .filter(|r| r.address.starts_with("done"))
+            .for_each(|r| r.state = RcptState::Delivered);
+        spool.write_new(q, &f).unwrap();
+    };
+    put(Queue::Incoming, 1, &["15551234567@sms.example.org"]);
+    put(
+        Queue::Deferred,
+        7,
+        &[
+            "15551234567@sms.example.org",
+            "bob@example.com",
+            "done@example.com",
+        ],
+    );
+    put(
+        Queue::Deferred,
+        50,
+        &["IMSI001010000000001@sms.example.org"],
+    );
+    put(Queue::Deferred, 3000, &["bob@example.com"]);
+    put(Queue::Hold, 15, &["carol@example.org"]);
+
+    let out = ok(&env, &["queue", "stats"], b"");
+    let section = |name: &str| -> Vec<Vec<String>> {
+        out.split("\n\n")
+            .find(|s| s.starts_with(&format!("{name}\n")))
+            .unwrap_or_else(|| panic!("no {name} table:\n{out}"))
+            .lines()
+            .skip(2)
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .collect()
+    };
+    let row = |cells: &[&str]| -> Vec<String> { cells.iter().map(|c| c.to_string()).collect() };
+    //                 T   5  10  20  40  80 160 320 640 1280 1280+
+    assert_eq!(
+        section("deferred"),
+        vec![
+            row(&[
+                "TOTAL", "4", "0", "2", "0", "0", "1", "0", "0", "0", "0", "1"
+            ]),
+            row(&[
+                "example.com",
+                "2",
+                "0",
+                "1",
+                "0",
+                "0",
+                "0",
+                "0",
+                "0",
+                "0",
+                "0",
+                "1"
+            ]),
+            row(&[
+                "handsets", "2", "0", "1", "0", "0", "1", "0", "0", "0", "0", "0"
+            ]),
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        section("incoming")[1],
+        row(&[
+            "handsets", "1", "1", "0", "0", "0", "0", "0", "0", "0", "0", "0"
+        ])
+    );
+    assert_eq!(
+        section("hold")[1],
+        row(&[
+            "example.org",
+            "1",
+            "0",
+            "0",
+            "1",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0"
+        ])
+    );
+
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(&env, &["queue", "stats", "--json"], b"")).unwrap();
+    assert_eq!(
+        j["buckets_minutes"],
+        serde_json::json!([5, 10, 20, 40, 80, 160, 320, 640, 1280])
+    );
+    let deferred = j["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "deferred")
+        .unwrap();
+    assert_eq!(
+        deferred["total"],
+        serde_json::json!([4, 0, 2, 0, 0, 1, 0, 0, 0, 0, 1])
+    );
+    assert_eq!(deferred["destinations"][0][0], "example.com");
+}

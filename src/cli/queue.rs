@@ -1,5 +1,5 @@
-//! `smsmta queue ...`: list, show, hold, release, delete and flush queued messages (like
-//! mailq, postcat, postsuper and postqueue).
+//! `smsmta queue ...`: list, show, stats, hold, release, delete and flush queued messages
+//! (like mailq, postcat, qshape, postsuper and postqueue).
 
 use super::*;
 
@@ -15,6 +15,12 @@ pub(super) enum QueueOp {
     Show {
         /// Queue ID.
         id: String,
+    },
+    /// Count what waits, by destination and age, for every queue (like qshape).
+    Stats {
+        /// Print JSON instead of the tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Put messages on hold (from incoming or deferred).
     Hold(Targets),
@@ -46,6 +52,7 @@ pub(super) fn queue(config: &Config, op: QueueOp) -> ExitCode {
     let (targets, op_name, f, queues): (Targets, &str, AdminOp, &[spool::Queue]) = match op {
         QueueOp::List { json } => return list(&spool, json),
         QueueOp::Show { id } => return show(&spool, &id),
+        QueueOp::Stats { json } => return stats(&spool, &config.domains, json),
         QueueOp::Hold(t) => (
             t,
             "held",
@@ -86,6 +93,29 @@ fn list(spool: &Spool, json: bool) -> ExitCode {
                 );
             } else {
                 print!("{}", admin::format_list(&entries));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("smsmta: {e}");
+            exit_for(&e)
+        }
+    }
+}
+
+/// `queue stats`: like qshape, or JSON (`{"buckets_minutes": [...], "queues": [...]}`).
+fn stats(spool: &Spool, domains: &[String], json: bool) -> ExitCode {
+    match admin::list(spool) {
+        Ok(entries) => {
+            let shapes = spool::shape::shape(&entries, crate::clock::now_unix(), domains);
+            if json {
+                let v = serde_json::json!({
+                    "buckets_minutes": spool::shape::BUCKETS,
+                    "queues": shapes,
+                });
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print!("{}", spool::shape::format(&shapes));
             }
             ExitCode::SUCCESS
         }

@@ -37,6 +37,7 @@ pub mod layout;
 pub mod queue_file;
 pub mod queue_id;
 pub mod recover;
+pub mod shape;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
