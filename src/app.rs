@@ -574,8 +574,10 @@ impl Running {
 /// [`AppError`] when start-up fails.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
     let running = start(config).await?;
+    crate::notify::notify("READY=1");
     shutdown.await;
     info!("shutting down");
+    crate::notify::notify("STOPPING=1");
     running.shutdown().await;
     Ok(())
 }

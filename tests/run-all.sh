@@ -28,6 +28,9 @@ apt_install sip-tester sipp
 apt_install swaks swaks
 apt_install openssl openssl
 apt_install kannel bearerbox
+# systemd-analyze verify checks contrib/smsmta.service (tests/service.rs skips, saying so,
+# where it is missing).
+apt_install systemd systemd-analyze
 # Kannel's fake SMSC (drive_smpp), the upstream of smsmta's ESME side; not on PATH.
 if [ ! -x /usr/lib/kannel/test/drive_smpp ]; then
   log "installing kannel-extras (for drive_smpp)"
