@@ -135,6 +135,8 @@ pub struct Running {
     pub submission: Option<SocketAddr>,
     /// The SMPP address actually bound, if configured.
     pub smpp: Option<SocketAddr>,
+    /// The metrics endpoint's address, if enabled.
+    pub metrics: Option<SocketAddr>,
     /// The registry.
     pub registry: Registry,
     /// REGISTER notifications.
@@ -257,6 +259,8 @@ pub struct Sockets {
     pub submission: Option<TcpListener>,
     /// The SMPP server, if configured.
     pub smpp: Option<TcpListener>,
+    /// The metrics endpoint, if enabled.
+    pub metrics: Option<TcpListener>,
 }
 
 impl Sockets {
@@ -287,12 +291,18 @@ impl Sockets {
                 .map_err(|e| AppError::Internal(format!("smpp.listen: {e}")))?;
             Some(bind_tcp(addr).await?)
         };
+        let metrics = if cfg.metrics.enabled {
+            Some(bind_tcp(cfg.metrics.listen).await?)
+        } else {
+            None
+        };
         Ok(Sockets {
             sip_udp,
             sip_tcp,
             smtp,
             submission,
             smpp,
+            metrics,
         })
     }
 }
@@ -374,6 +384,14 @@ async fn run(cfg: Arc<Config>, server: Server, sockets: Sockets) -> Result<Runni
     let smtp = addr(&sockets.smtp)?;
     let submission = sockets.submission.as_ref().map(addr).transpose()?;
     let smpp = sockets.smpp.as_ref().map(addr).transpose()?;
+    let metrics = sockets.metrics.as_ref().map(addr).transpose()?;
+    if let Some(l) = sockets.metrics {
+        tasks.spawn(crate::metrics::endpoint::run(
+            l,
+            sh.writer.clone(),
+            sh.shutdown.clone(),
+        ));
+    }
     spawn_smtp(&mut tasks, &sh, sockets.smtp, sockets.submission)?;
     let binds = Arc::new(crate::smpp::agent::Binds::default());
     if let Some(l) = sockets.smpp {
@@ -401,7 +419,7 @@ async fn run(cfg: Arc<Config>, server: Server, sockets: Sockets) -> Result<Runni
     if sh.cfg.delivery.enabled {
         spawn_delivery(&mut tasks, &sh, binds).await?;
     }
-    let ready = ready_line(&sh.cfg, sip_udp, sip_tcp, smtp, submission, smpp);
+    let ready = ready_line(&sh.cfg, sip_udp, sip_tcp, smtp, submission, smpp, metrics);
     info!("{ready}");
     Ok(Running {
         sip_udp,
@@ -409,6 +427,7 @@ async fn run(cfg: Arc<Config>, server: Server, sockets: Sockets) -> Result<Runni
         smtp,
         submission,
         smpp,
+        metrics,
         registry: sh.registry,
         reachable: sh.reachable,
         writer: sh.writer,
@@ -523,6 +542,7 @@ fn ready_line(
     smtp: SocketAddr,
     submission: Option<SocketAddr>,
     smpp: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
 ) -> String {
     let delivery = if cfg.delivery.enabled {
         let relay = if cfg.delivery.smarthost.is_empty() {
@@ -535,12 +555,13 @@ fn ready_line(
         "off".to_string()
     };
     format!(
-        "smsmta ready: spool {}, journal {}, domains {:?}, sip udp {sip_udp} tcp {sip_tcp}, smtp {smtp}, submission {}, smpp {}, delivery {delivery}",
+        "smsmta ready: spool {}, journal {}, domains {:?}, sip udp {sip_udp} tcp {sip_tcp}, smtp {smtp}, submission {}, smpp {}, metrics {}, delivery {delivery}",
         cfg.spool_dir.display(),
         if cfg.spool.journal { "on" } else { "off" },
         cfg.domains,
         submission.map_or("off".to_string(), |a| a.to_string()),
         smpp.map_or("off".to_string(), |a| a.to_string()),
+        metrics.map_or("off".to_string(), |a| a.to_string()),
     )
 }
 

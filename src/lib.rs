@@ -26,6 +26,7 @@ pub mod fault;
 pub mod identity;
 pub mod limits;
 pub mod mail;
+pub mod metrics;
 pub mod notify;
 pub mod random;
 pub mod registry;

@@ -32,6 +32,7 @@ async fn a_server_started_on_sockets_handed_in_answers_on_them() {
             smtp,
             submission: None,
             smpp: None,
+            metrics: None,
         },
     )
     .await

@@ -31,6 +31,8 @@ apt_install kannel bearerbox
 # systemd-analyze verify checks contrib/smsmta.service (tests/service.rs skips, saying so,
 # where it is missing).
 apt_install systemd systemd-analyze
+# promtool checks the metrics exposition and a Prometheus server scrapes it (tests/metrics.rs).
+apt_install prometheus promtool
 # Kannel's fake SMSC (drive_smpp), the upstream of smsmta's ESME side; not on PATH.
 if [ ! -x /usr/lib/kannel/test/drive_smpp ]; then
   log "installing kannel-extras (for drive_smpp)"
@@ -67,6 +69,7 @@ cargo test --test interop_smtp -- --ignored
 cargo test --test interop_smpp -- --ignored
 cargo test --test interop_kannel -- --ignored
 cargo test --test interop_drive_smpp -- --ignored
+cargo test --test metrics -- --ignored
 
 # --- bounded fuzzing ---------------------------------------------------------------------
 FUZZ_SECONDS=${FUZZ_SECONDS:-8}

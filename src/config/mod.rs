@@ -86,8 +86,29 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
     /// Short codes handsets can text (smqueue's 101, 411, 2337); `[]` for none.
     pub short_codes: Vec<ShortCode>,
+}
+
+/// `[metrics]`: the Prometheus endpoint (`/metrics`, `/healthz`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve it (off by default).
+    pub enabled: bool,
+    /// Where (loopback by default; anyone who reaches it sees the queue's shape).
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
 }
 
 /// `[log]`.
@@ -138,6 +159,7 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             delivery: DeliveryConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
             short_codes: default_short_codes(),
         }
     }

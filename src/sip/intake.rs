@@ -57,7 +57,9 @@ impl Service {
         peer: SocketAddr,
         transport: Transport,
     ) -> Response {
-        match self.accept_message(req, raw, peer, transport).await {
+        let r = self.accept_message(req, raw, peer, transport).await;
+        crate::metrics::get().received(crate::metrics::Door::Sip, r.is_ok());
+        match r {
             Ok(()) => self.response(req, 202, "Accepted"),
             Err((status, reason)) => {
                 let mut r = self.response(req, status, &reason);

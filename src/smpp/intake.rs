@@ -42,6 +42,8 @@ pub struct Text<'a> {
     pub peer: String,
     /// Who sent it, for the log line (`system_id=app`, `upstream=agg`).
     pub via: String,
+    /// The door it came in by (an ESME's submit_sm, an upstream's deliver_sm), for the metrics.
+    pub door: crate::metrics::Door,
 }
 
 /// The originator as it goes into the mail address: a number's digits (1-15, a `+` dropped),
@@ -116,6 +118,18 @@ pub fn join_parts(parts: &[(u8, String)], total: u8) -> String {
 /// alphanumeric name ([`originator`]), ESME_RINVDSTADR for a recipient that is no enabled subscriber,
 /// ESME_RMSGQFUL when the spool cannot take it now.
 pub async fn store(
+    cfg: &Config,
+    writer: &Writer,
+    registry: &Registry,
+    t: Text<'_>,
+) -> Result<String, u32> {
+    let door = t.door;
+    let r = store_checked(cfg, writer, registry, t).await;
+    crate::metrics::get().received(door, r.is_ok());
+    r
+}
+
+async fn store_checked(
     cfg: &Config,
     writer: &Writer,
     registry: &Registry,

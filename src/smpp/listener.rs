@@ -156,6 +156,7 @@ impl SmppServer {
             },
             peer: peer.to_string(),
             via: format!("system_id={}", account.system_id),
+            door: crate::metrics::Door::Smpp,
         };
         super::intake::store(&self.cfg, &self.writer, &self.registry, text).await
     }

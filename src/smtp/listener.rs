@@ -483,6 +483,7 @@ async fn run_step<S: AsyncRead + AsyncWrite + Unpin>(
             Step::Commit(accepted) => {
                 let n = accepted.recipients.len();
                 let r = server.commit(accepted, peer).await;
+                crate::metrics::get().received(crate::metrics::Door::Smtp, r.is_ok());
                 if r.is_ok() {
                     server
                         .limiter

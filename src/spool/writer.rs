@@ -32,6 +32,13 @@ impl Writer {
         &self.spool
     }
 
+    /// Whether the journal's last flush failed (`false` without a journal).
+    pub fn journal_failing(&self) -> bool {
+        self.journal
+            .as_ref()
+            .is_some_and(|j| j.stats().failing.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Commits `file`; returns once it is durable. Only then may the caller acknowledge.
     ///
     /// # Errors

@@ -28,6 +28,8 @@ pub struct Serve {
     pub submission: Option<SocketAddr>,
     /// SMPP, when configured.
     pub smpp: Option<SocketAddr>,
+    /// The metrics endpoint, when enabled.
+    pub metrics: Option<SocketAddr>,
     /// The log lines about delivery (`status=`) and the queue manager, as they come.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -87,6 +89,7 @@ impl Serve {
             smtp: addr_after(&line, "smtp ").unwrap().parse().unwrap(),
             submission: addr_after(&line, "submission ").and_then(|a| a.parse().ok()),
             smpp: addr_after(&line, "smpp ").and_then(|a| a.parse().ok()),
+            metrics: addr_after(&line, "metrics ").and_then(|a| a.parse().ok()),
         }
     }
 
@@ -437,4 +440,38 @@ pub fn sms_submit_hex(to: &str, text: &str, report: bool) -> String {
     .encode()
     .unwrap();
     smsmta::sms::body::hex_encode(&rp)
+}
+
+/// A GET of `path` on `addr` (HTTP/1.1, one request): (status code, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, body.to_string())
+}
+
+/// The value of the sample `name` (with its labels, as written: `a_total{x="y"}`) in a
+/// Prometheus text exposition; 0 when absent.
+pub fn sample(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }

@@ -10,11 +10,16 @@ use crate::spool::Taken;
 /// The Postfix-style delay: seconds since the message was accepted (its queue ID holds the
 /// microsecond it was created, just before the commit), three decimals.
 pub(super) fn delay(id: QueueId) -> String {
+    format!("{:.3}", delay_secs(id))
+}
+
+/// Seconds since `id` arrived (its queue ID holds the arrival, in microseconds).
+fn delay_secs(id: QueueId) -> f64 {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_micros() as u64;
-    format!("{:.3}", now.saturating_sub(id.micros()) as f64 / 1e6)
+    now.saturating_sub(id.micros()) as f64 / 1e6
 }
 
 /// One delivery job: claim (or take from memory), attempt every due recipient, notify,
@@ -228,6 +233,25 @@ impl<'a> Job<'a> {
                 .reports
                 .extend(notice::report_status(&outcome).map(|st| (address.clone(), st)));
         }
+        use crate::metrics::{Agent, Status};
+        let agent = match &dest {
+            _ if relay == "none" => Agent::Local,
+            Some(Dest::Mail { .. }) => Agent::Smtp,
+            Some(Dest::Esme { .. }) => Agent::Smpp,
+            Some(Dest::Handset(_)) if self.went_upstream => Agent::Upstream,
+            Some(Dest::Handset(_)) if relay.starts_with("smpp:") => Agent::Smpp,
+            Some(Dest::Handset(_)) => Agent::Sip,
+            None => Agent::Local,
+        };
+        let (st, delay_secs) = match &outcome {
+            Outcome::Delivered => (Status::Sent, Some(delay_secs(env.id.0))),
+            Outcome::Retry { .. } => (Status::Deferred, None),
+            Outcome::Bounce { status, .. } if *status == outcome::EXPIRED => {
+                (Status::Expired, None)
+            }
+            Outcome::Bounce { .. } => (Status::Bounced, None),
+        };
+        crate::metrics::get().delivery(agent, st, delay_secs);
         info!(
             queue_id = %id,
             "{id}: to=<{address}>, relay={relay}, delay={}, attempts={attempts}, status={status} ({reason})",

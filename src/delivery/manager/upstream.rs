@@ -204,6 +204,7 @@ async fn handle(ctx: &Arc<Ctx>, name: &str, sm: Sm) -> u32 {
         facts: SmsFacts::default(),
         peer: name.to_string(),
         via: format!("upstream={name}"),
+        door: crate::metrics::Door::Upstream,
     };
     match crate::smpp::intake::store(&ctx.cfg, &ctx.writer, &ctx.registry, t).await {
         Ok(_) => {
@@ -272,6 +273,11 @@ pub async fn sweep(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                 facts: SmsFacts::default(),
                 peer: name.trim_start_matches("esme:").to_string(),
                 via: format!("{via}, {} of {total} parts", parts.len()),
+                door: if name.starts_with("esme:") {
+                    crate::metrics::Door::Smpp
+                } else {
+                    crate::metrics::Door::Upstream
+                },
             };
             match crate::smpp::intake::store(&ctx.cfg, &ctx.writer, &ctx.registry, t).await {
                 // Stored, or refused for good: the parts go either way.
@@ -332,6 +338,7 @@ async fn receipt(ctx: &Arc<Ctx>, name: &str, r: esme::Receipt) -> u32 {
     };
     let Some(m) = matched else {
         let n = UNMATCHED_RECEIPTS.fetch_add(1, Ordering::Relaxed) + 1;
+        crate::metrics::get().unmatched_receipt();
         warn!(
             "smpp upstream {name}: receipt for message_id {} ({}) matches nothing ({n} so far)",
             r.id, r.stat

@@ -98,8 +98,11 @@ pub(super) fn commit_batch(
         }
     }
     let start = seg.len;
+    let t = std::time::Instant::now();
     match seg.append(buf) {
         Ok(()) => {
+            crate::metrics::get().journal_flush(batch.len(), t.elapsed().as_secs_f64());
+            stats.failing.store(false, Ordering::Relaxed);
             stats.flushes.fetch_add(1, Ordering::Relaxed);
             stats
                 .committed
@@ -122,6 +125,7 @@ pub(super) fn commit_batch(
             }
         }
         Err(e) => {
+            stats.failing.store(true, Ordering::Relaxed);
             warn!("journal write to {} failed: {e}", seg.path.display());
             for r in batch.drain(..) {
                 let _ = r.reply.send(Err(SpoolError::Io {

@@ -85,6 +85,8 @@ pub struct Stats {
     pub committed: AtomicU64,
     /// Messages written out as queue files.
     pub materialized: AtomicU64,
+    /// Whether the last flush failed (cleared by the next one that works).
+    pub failing: AtomicBool,
 }
 
 struct Request {
