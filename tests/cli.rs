@@ -317,57 +317,23 @@ fn queue_stats_counts_what_waits_by_destination_and_age_as_qshape_does() {
             .map(|l| l.split_whitespace().map(str::to_string).collect())
             .collect()
     };
-    let row = |cells: &[&str]| -> Vec<String> { cells.iter().map(|c| c.to_string()).collect() };
-    //                 T   5  10  20  40  80 160 320 640 1280 1280+
+    let row =
+        |cells: &str| -> Vec<String> { cells.split_whitespace().map(str::to_string).collect() };
+    //             T 5 10 20 40 80 160 320 640 1280 1280+
     assert_eq!(
         section("deferred"),
         vec![
-            row(&[
-                "TOTAL", "4", "0", "2", "0", "0", "1", "0", "0", "0", "0", "1"
-            ]),
-            row(&[
-                "example.com",
-                "2",
-                "0",
-                "1",
-                "0",
-                "0",
-                "0",
-                "0",
-                "0",
-                "0",
-                "0",
-                "1"
-            ]),
-            row(&[
-                "handsets", "2", "0", "1", "0", "0", "1", "0", "0", "0", "0", "0"
-            ]),
+            row("TOTAL       4 0 2 0 0 1 0 0 0 0 1"),
+            row("example.com 2 0 1 0 0 0 0 0 0 0 1"),
+            row("handsets    2 0 1 0 0 1 0 0 0 0 0"),
         ],
         "{out}"
     );
     assert_eq!(
         section("incoming")[1],
-        row(&[
-            "handsets", "1", "1", "0", "0", "0", "0", "0", "0", "0", "0", "0"
-        ])
+        row("handsets 1 1 0 0 0 0 0 0 0 0 0")
     );
-    assert_eq!(
-        section("hold")[1],
-        row(&[
-            "example.org",
-            "1",
-            "0",
-            "0",
-            "1",
-            "0",
-            "0",
-            "0",
-            "0",
-            "0",
-            "0",
-            "0"
-        ])
-    );
+    assert_eq!(section("hold")[1], row("example.org 1 0 0 1 0 0 0 0 0 0 0"));
 
     let j: serde_json::Value =
         serde_json::from_str(&ok(&env, &["queue", "stats", "--json"], b"")).unwrap();

@@ -49,14 +49,7 @@ fn wait_for(log: &Path, until: impl Fn(&str) -> bool) -> String {
 
 /// The address after `key` in the ready line.
 fn after(line: &str, key: &str) -> SocketAddr {
-    line.split(key)
-        .nth(1)
-        .unwrap()
-        .split([' ', ','])
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    common::addr_after(line, key).unwrap().parse().unwrap()
 }
 
 fn setup(format: &str) -> (tempfile::TempDir, std::path::PathBuf) {

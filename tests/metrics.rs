@@ -66,19 +66,11 @@ async fn counters_move_by_exactly_the_traffic_sent_and_healthz_says_ok() {
     let before = scrape(m).await;
     traffic(&serve, &mut handset).await;
     // A MESSAGE from an IMSI nobody knows, to nobody: refused (and counted as such).
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let me = sock.local_addr().unwrap();
-    let req = format!(
-        "MESSAGE sip:nobody@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKm1\r\nMax-Forwards: 70\r\nFrom: <sip:IMSI999990000000001@{sip}>;tag=m1\r\nTo: <sip:nobody@{sip}>\r\nCall-ID: m1\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi",
-        sip = serve.sip
-    );
-    sock.send_to(req.as_bytes(), serve.sip).await.unwrap();
-    let mut buf = [0u8; 2048];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    let sip = serve.sip;
+    let answer = common::sip_udp_request(sip, |me| format!(
+        "MESSAGE sip:nobody@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKm1\r\nMax-Forwards: 70\r\nFrom: <sip:IMSI999990000000001@{sip}>;tag=m1\r\nTo: <sip:nobody@{sip}>\r\nCall-ID: m1\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi"
+    ))
+    .await;
     assert!(!answer.starts_with("SIP/2.0 202"), "{answer}");
 
     // The delivery lines are written after the SIP 200: wait for the counters, a few seconds.

@@ -84,12 +84,7 @@ fn serve_says_ready_once_it_answers_and_stopping_at_sigterm() {
     let ready = std::iter::from_fn(|| rx.recv_timeout(Duration::from_secs(5)).ok())
         .find(|l| l.contains("smsmta ready"))
         .expect("the ready line is written before READY=1");
-    let smtp: std::net::SocketAddr = ready
-        .split("smtp ")
-        .nth(1)
-        .unwrap()
-        .split([' ', ','])
-        .next()
+    let smtp: std::net::SocketAddr = common::addr_after(&ready, "smtp ")
         .unwrap()
         .parse()
         .unwrap();

@@ -110,19 +110,11 @@ fn text_sm(from: &str, to: &str, text: &str) -> Sm {
 /// An SMS-SUBMIT in RP-DATA from handset `imsi` to `to`, asking for a status report.
 async fn submit_with_report(server: SocketAddr, imsi: &str, to: &str, text: &str) {
     let body = common::sms_submit_hex(to, text, true);
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let local = sock.local_addr().unwrap();
-    let r = format!(
+    let answer = common::sip_udp_request(server, |local| format!(
         "MESSAGE sip:smsc@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKup1\r\nFrom: <sip:IMSI{imsi}@{server}>;tag=up1\r\nTo: <sip:smsc@{server}>\r\nCall-ID: up1\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: application/vnd.3gpp.sms\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    );
-    sock.send_to(r.as_bytes(), server).await.unwrap();
-    let mut buf = [0u8; 2048];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    ))
+    .await;
     assert!(answer.starts_with("SIP/2.0 202"), "{answer}");
 }
 

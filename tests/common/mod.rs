@@ -34,7 +34,8 @@ pub struct Serve {
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
-fn addr_after(line: &str, key: &str) -> Option<String> {
+/// The word after `key` in a log line (`smtp 127.0.0.1:2525, ...` -> the address).
+pub fn addr_after(line: &str, key: &str) -> Option<String> {
     line.split(key)
         .nth(1)?
         .split([' ', ','])
@@ -474,4 +475,21 @@ pub fn sample(exposition: &str, name: &str) -> f64 {
         .and_then(|v| v.split(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// One SIP request over UDP from a fresh socket on 127.0.0.1: `make` gets that socket's
+/// address (for Via) and returns the request; the first answer within 5 s, as text.
+pub async fn sip_udp_request(
+    server: SocketAddr,
+    make: impl FnOnce(SocketAddr) -> String,
+) -> String {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let req = make(sock.local_addr().unwrap());
+    sock.send_to(req.as_bytes(), server).await.unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
