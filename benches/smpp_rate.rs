@@ -6,8 +6,11 @@
 //! The client is this bench's own (tokio, smsmta's PDU codec): each bind keeps `window`
 //! submit_sm outstanding, 160-character GSM texts to one subscriber, 20,000 messages a round.
 //!
-//! Run: `cargo bench --bench smpp_rate`. Reported: messages a second (median of three rounds)
-//! and the ratio smsmta / ceiling.
+//! Two servers run side by side, one with its metrics endpoint on and scraped every second,
+//! one with it off (the counters themselves are always kept); rounds alternate between them.
+//!
+//! Run: `cargo bench --bench smpp_rate`. Reported: messages a second (median of three rounds),
+//! scraped / off, and the ratio smsmta / ceiling.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -169,21 +172,43 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// `smsmta serve` with the bench account, its metrics endpoint on or off.
+fn start(dir: &std::path::Path, metrics: bool) -> common::Serve {
+    let p = sha_crypt::Sha512Params::new(5_000).unwrap();
+    let extra = format!(
+        "{}[metrics]\nenabled = {metrics}\nlisten = \"127.0.0.1:0\"\n[smpp]\nlisten = \"127.0.0.1:0\"\nmax_connections = 16\n[[smpp.esme]]\nsystem_id = \"bench\"\npassword_hash = \"{}\"\nsources = [\"BENCH\"]\n",
+        common::LOOPBACK,
+        sha_crypt::sha512_simple("pw", &p).unwrap()
+    );
+    let config = common::config_logging(dir, "warn,smsmta::app=info", &extra);
+    common::add_subscriber_quietly(&config, "15551234567", "001010000000002");
+    common::Serve::start(&config)
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let p = sha_crypt::Sha512Params::new(5_000).unwrap();
-    let extra = format!(
-        "{}[smpp]\nlisten = \"127.0.0.1:0\"\nmax_connections = 16\n[[smpp.esme]]\nsystem_id = \"bench\"\npassword_hash = \"{}\"\nsources = [\"BENCH\"]\n",
-        common::LOOPBACK,
-        sha_crypt::sha512_simple("pw", &p).unwrap()
-    );
-    let config = common::config_logging(dir.path(), "warn,smsmta::app=info", &extra);
-    common::add_subscriber(&config, "15551234567", "001010000000002");
-    let server = common::Serve::start(&config);
+    let (dir_on, dir_off) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = start(dir_on.path(), true);
+    let plain = start(dir_off.path(), false);
     let smsmta = server.smpp.expect("the SMPP listener");
+    let smsmta_off = plain.smpp.expect("the SMPP listener");
+    // Metrics on, and scraped every second for the whole run, as Prometheus would.
+    let m = server.metrics.expect("the metrics endpoint");
+    let scraping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let scraper = {
+        let on = std::sync::Arc::clone(&scraping);
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while on.load(std::sync::atomic::Ordering::Relaxed) {
+                assert_eq!(common::http_get(m, "/metrics").0, 200);
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            n
+        })
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -191,19 +216,32 @@ fn main() {
         .unwrap();
     let null = rt.block_on(null_server());
     println!(
-        "| binds | window | smsmta serve (durable) msg/s | ceiling (stores nothing) msg/s | ratio |"
+        "| binds | window | smsmta serve, metrics scraped (durable) msg/s | smsmta serve, endpoint off msg/s | scraped / off | ceiling (stores nothing) msg/s | ratio (scraped) to the ceiling |"
     );
-    println!("|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for (binds, window) in [(1, 10), (1, 100), (4, 10), (4, 100)] {
-        let mut a = Vec::new();
-        let mut b = Vec::new();
+        let (mut a, mut off, mut b) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..3 {
             a.push(rt.block_on(round(smsmta, binds, window)));
+            off.push(rt.block_on(round(smsmta_off, binds, window)));
             b.push(rt.block_on(round(null, binds, window)));
         }
-        let (a, b) = (median(a), median(b));
-        println!("| {binds} | {window} | {a:.0} | {b:.0} | {:.2} |", a / b);
+        let (a, off, b) = (median(a), median(off), median(b));
+        println!(
+            "| {binds} | {window} | {a:.0} | {off:.0} | {:.2} | {b:.0} | {:.2} |",
+            a / off,
+            a / b
+        );
     }
-    let (st, _) = server.stop();
-    assert!(st.success());
+    let (_, last) = common::http_get(m, "/metrics");
+    scraping.store(false, std::sync::atomic::Ordering::Relaxed);
+    let scrapes = scraper.join().unwrap();
+    println!(
+        "metrics on: {scrapes} scrapes of /metrics during the run; smsmta_messages_received_total{{door=\"smpp\",result=\"accepted\"}} = {}",
+        common::sample(&last, "smsmta_messages_received_total{door=\"smpp\",result=\"accepted\"}")
+    );
+    for s in [server, plain] {
+        let (st, _) = s.stop();
+        assert!(st.success());
+    }
 }
