@@ -238,7 +238,10 @@ fn main() {
     let scrapes = scraper.join().unwrap();
     println!(
         "metrics on: {scrapes} scrapes of /metrics during the run; smsmta_messages_received_total{{door=\"smpp\",result=\"accepted\"}} = {}",
-        common::sample(&last, "smsmta_messages_received_total{door=\"smpp\",result=\"accepted\"}")
+        common::sample(
+            &last,
+            "smsmta_messages_received_total{door=\"smpp\",result=\"accepted\"}"
+        )
     );
     for s in [server, plain] {
         let (st, _) = s.stop();
