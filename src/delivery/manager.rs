@@ -56,7 +56,7 @@ use crate::spool::{
 mod job;
 mod upstream;
 
-pub use upstream::{UNMATCHED_RECEIPTS, inbound, sweep};
+pub use upstream::{inbound, sweep};
 
 use job::*;
 

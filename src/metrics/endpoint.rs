@@ -25,7 +25,6 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::QUEUES;
 use crate::spool::{Queue, Writer};
 
 /// A request is read within this long.
@@ -215,13 +214,7 @@ async fn serve(mut s: TcpStream, writer: &Writer) -> std::io::Result<()> {
 fn measure_queues(writer: &Writer) {
     let spool = writer.spool();
     let now_micros = crate::clock::now_unix().saturating_mul(1_000_000);
-    for (i, name) in QUEUES.iter().enumerate() {
-        let Some(q) = Queue::MESSAGE_QUEUES
-            .iter()
-            .find(|q| q.to_string() == *name)
-        else {
-            continue;
-        };
+    for (i, q) in Queue::MESSAGE_QUEUES.iter().enumerate() {
         let ids = spool.list(*q).unwrap_or_default();
         let oldest = ids.iter().map(|id| id.micros()).min();
         let age = oldest.map_or(0, |m| now_micros.saturating_sub(m) / 1_000_000);

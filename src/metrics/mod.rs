@@ -90,8 +90,7 @@ const STATUSES: [(Status, &str); 4] = [
     (Status::Expired, "expired"),
 ];
 
-/// The queues `smsmta_queue_*` report, by name.
-pub const QUEUES: [&str; 5] = ["incoming", "active", "deferred", "hold", "corrupt"];
+use crate::spool::Queue;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
@@ -203,9 +202,9 @@ impl Metrics {
             flush_time.clone(),
         );
         let qm = Family::<Labels, Gauge>::default();
-        let queue_messages = QUEUES
+        let queue_messages = Queue::MESSAGE_QUEUES
             .iter()
-            .map(|q| series(&qm, &[("queue", *q)]))
+            .map(|q| series(&qm, &[("queue", q.dir_name())]))
             .collect();
         registry.register(
             "queue_messages",
@@ -213,9 +212,9 @@ impl Metrics {
             qm,
         );
         let qo = Family::<Labels, Gauge>::default();
-        let queue_oldest = QUEUES
+        let queue_oldest = Queue::MESSAGE_QUEUES
             .iter()
-            .map(|q| series(&qo, &[("queue", *q)]))
+            .map(|q| series(&qo, &[("queue", q.dir_name())]))
             .collect();
         registry.register(
             "queue_oldest_age_seconds",
@@ -274,12 +273,12 @@ impl Metrics {
         self.flush_time.observe(secs);
     }
 
-    /// A receipt from an upstream that matched nothing.
-    pub fn unmatched_receipt(&self) {
-        self.unmatched.inc();
+    /// A receipt from an upstream that matched nothing; how many so far.
+    pub fn unmatched_receipt(&self) -> u64 {
+        self.unmatched.inc() + 1
     }
 
-    /// Sets queue `i`'s ([`QUEUES`]) size and oldest age.
+    /// Sets queue `i`'s ([`Queue::MESSAGE_QUEUES`]) size and oldest age.
     pub fn set_queue(&self, i: usize, messages: u64, oldest_secs: u64) {
         if let (Some(m), Some(o)) = (self.queue_messages.get(i), self.queue_oldest.get(i)) {
             m.set(i64::try_from(messages).unwrap_or(i64::MAX));

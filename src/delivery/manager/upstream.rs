@@ -24,17 +24,12 @@
 //! Standards: SMPP 3.4 (4.4 submit_sm, 4.6 deliver_sm, Appendix B), TS 23.040 9.2.2.3
 //! (SMS-STATUS-REPORT).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use super::*;
 use crate::mail::facts::SmsFacts;
 use crate::smpp::client::Inbound;
 use crate::smpp::esme::{self, Fate};
 use crate::smpp::pdu::{Sm, status as smpp_status};
 use crate::spool::Taken;
-
-/// Receipts that matched no message, since start.
-pub static UNMATCHED_RECEIPTS: AtomicU64 = AtomicU64::new(0);
 
 impl Job<'_> {
     /// A text for `key` through upstream `name`.
@@ -337,8 +332,7 @@ async fn receipt(ctx: &Arc<Ctx>, name: &str, r: esme::Receipt) -> u32 {
         }
     };
     let Some(m) = matched else {
-        let n = UNMATCHED_RECEIPTS.fetch_add(1, Ordering::Relaxed) + 1;
-        crate::metrics::get().unmatched_receipt();
+        let n = crate::metrics::get().unmatched_receipt();
         warn!(
             "smpp upstream {name}: receipt for message_id {} ({}) matches nothing ({n} so far)",
             r.id, r.stat
