@@ -112,7 +112,11 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::from(EX_SOFTWARE);
         }
     };
-    match rt.block_on(crate::app::serve(config, crate::app::shutdown_signal())) {
+    // The signal handlers go in before start-up, inside the runtime they register with.
+    match rt.block_on(async {
+        let stop = crate::app::shutdown_signal();
+        crate::app::serve(config, stop).await
+    }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("smsmta: {e}");
