@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Users and their hashes, and the failures seen.
@@ -20,7 +20,7 @@ use std::time::Duration;
 pub struct Passwords {
     users: HashMap<String, String>,
     dummy_hash: String,
-    failures: AuthFailures,
+    failures: Arc<AuthFailures>,
 }
 
 impl Passwords {
@@ -45,8 +45,15 @@ impl Passwords {
         Passwords {
             users,
             dummy_hash,
-            failures: AuthFailures::default(),
+            failures: Arc::default(),
         }
+    }
+
+    /// These users with `other`'s record of failed tries (a reload must not reset the delays
+    /// an address has earned).
+    pub fn keeping_failures(mut self, other: &Passwords) -> Passwords {
+        self.failures = Arc::clone(&other.failures);
+        self
     }
 
     /// Whether no user is configured.

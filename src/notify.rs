@@ -1,7 +1,8 @@
 //! Readiness for a service manager: systemd's `sd_notify` protocol, without libsystemd. When
 //! `NOTIFY_SOCKET` is set (systemd sets it for `Type=notify` units), one datagram goes to that
 //! Unix socket: `READY=1` once every listener is bound and the queue manager runs, `STOPPING=1`
-//! when shutdown begins. Without `NOTIFY_SOCKET` nothing is sent.
+//! when shutdown begins, `RELOADING=1` (with `MONOTONIC_USEC`) then `READY=1` around a
+//! reload. Without `NOTIFY_SOCKET` nothing is sent.
 //!
 //! **Trust.** The socket path comes from the environment the service manager made; only
 //! fixed strings are written to it. A failure to send is logged and otherwise ignored (the
@@ -21,6 +22,17 @@ pub fn notify(state: &str) {
     if let Err(e) = send(&path, state) {
         warn!("cannot tell the service manager {state}: {e}");
     }
+}
+
+/// Tells the service manager a reload has begun (`RELOADING=1` with the monotonic time
+/// sd_notify(3) asks for); [`notify`] `READY=1` ends it.
+pub fn reloading() {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let usec = u64::try_from(t.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::try_from(t.tv_nsec).unwrap_or(0) / 1_000);
+    notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
 }
 
 fn send(path: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {

@@ -35,6 +35,7 @@ fn the_unit_in_contrib_passes_systemd_analyze_verify_without_a_warning() {
         "ProtectSystem=strict",
         "ReadWritePaths=/var/spool/smsmta",
         "CapabilityBoundingSet=\n",
+        "ExecReload=/bin/kill -HUP $MAINPID\n",
     ] {
         assert!(unit.contains(hardening), "{hardening}");
     }

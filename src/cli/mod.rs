@@ -87,7 +87,7 @@ pub fn run() -> ExitCode {
     };
     crate::telemetry::init(&config.log.level, config.log.format);
     match cli.cmd {
-        Cmd::Serve => serve(config),
+        Cmd::Serve => serve(config, cli.config),
         Cmd::CheckConfig => {
             print!("{}", config.to_toml());
             ExitCode::SUCCESS
@@ -99,7 +99,7 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn serve(config: Config) -> ExitCode {
+fn serve(config: Config, file: Option<std::path::PathBuf>) -> ExitCode {
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.runtime_threads(cpus))
@@ -115,7 +115,7 @@ fn serve(config: Config) -> ExitCode {
     // The signal handlers go in before start-up, inside the runtime they register with.
     match rt.block_on(async {
         let stop = crate::app::shutdown_signal();
-        crate::app::serve(config, stop).await
+        crate::app::serve(config, file, stop).await
     }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

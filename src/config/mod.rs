@@ -23,7 +23,9 @@ use crate::identity::Msisdn;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 mod delivery;
+mod live;
 mod registry;
+pub mod reload;
 mod sip;
 mod smpp;
 mod smtp;
@@ -31,6 +33,7 @@ mod spool;
 mod values;
 
 pub use delivery::*;
+pub use live::Live;
 pub use registry::*;
 pub use sip::*;
 pub use smpp::*;

@@ -152,7 +152,7 @@ fn schedule_facts(env: &Envelope, domains: &[String]) -> (Option<u64>, Vec<Strin
 /// What a delivery job needs.
 #[derive(Debug)]
 pub struct Ctx {
-    cfg: Arc<Config>,
+    cfg: crate::config::Live<Config>,
     spool: Arc<Spool>,
     writer: Writer,
     registry: Registry,
@@ -169,15 +169,16 @@ impl Ctx {
     /// # Errors
     /// When the SIP agent's socket cannot be bound.
     pub async fn new(
-        cfg: Arc<Config>,
+        cfg: impl Into<crate::config::Live<Config>>,
         writer: Writer,
         registry: Registry,
         smpp: Arc<crate::smpp::agent::Binds>,
         upstreams: crate::smpp::client::Upstreams,
         store: Arc<crate::smpp::store::Store>,
     ) -> std::io::Result<Ctx> {
-        let sip = SipAgent::bind(&cfg).await?;
-        let smtp = SmtpAgent::new(&cfg);
+        let cfg = cfg.into();
+        let sip = SipAgent::bind(&cfg.get()).await?;
+        let smtp = SmtpAgent::new(&cfg.get());
         Ok(Ctx {
             spool: Arc::clone(writer.spool()),
             cfg,
@@ -189,6 +190,13 @@ impl Ctx {
             upstreams,
             store,
         })
+    }
+}
+
+impl Ctx {
+    /// The configuration in force (a reload changes what the next job sees).
+    pub(super) fn cfg(&self) -> Arc<Config> {
+        self.cfg.get()
     }
 }
 
@@ -330,7 +338,7 @@ pub async fn run(
         m.sched.len(),
         started.elapsed().as_secs_f64()
     );
-    let rescan_every = m.ctx.cfg.delivery.rescan_interval.0;
+    let rescan_every = m.ctx.cfg().delivery.rescan_interval.0;
     let mut next_rescan = tokio::time::Instant::now() + rescan_every;
     loop {
         let now = now_unix();
@@ -395,7 +403,7 @@ struct Manager {
 impl Manager {
     fn new(ctx: Arc<Ctx>) -> Manager {
         Manager {
-            domains: ctx.cfg.domains.clone(),
+            domains: ctx.cfg().domains.clone(),
             ctx,
             sched: Schedule::new(),
             jobs: JoinSet::new(),
@@ -406,7 +414,7 @@ impl Manager {
 
     /// Starts a job for each message due, up to `max_jobs` running.
     fn start_due(&mut self, now: u64) {
-        while self.jobs.len() < self.ctx.cfg.delivery.max_jobs {
+        while self.jobs.len() < self.ctx.cfg().delivery.max_jobs {
             let Some(ready) = self.sched.next_ready(now) else {
                 break;
             };
@@ -468,7 +476,7 @@ impl Manager {
 
     /// Lets running jobs finish within half the shutdown timeout, then stops them.
     async fn drain(&mut self) {
-        let grace = self.ctx.cfg.shutdown_timeout.0 / 2;
+        let grace = self.ctx.cfg().shutdown_timeout.0 / 2;
         let jobs = &mut self.jobs;
         if tokio::time::timeout(grace, async { while jobs.join_next().await.is_some() {} })
             .await

@@ -67,7 +67,7 @@ impl Service {
                     415 => r.headers.push("Accept", ACCEPT),
                     503 => r.headers.push(
                         "Retry-After",
-                        self.cfg.sip.retry_after.0.as_secs().to_string(),
+                        self.cfg().sip.retry_after.0.as_secs().to_string(),
                     ),
                     _ => {}
                 }
@@ -82,7 +82,8 @@ impl Service {
         let Some(user) = from.map(|u| u.user).filter(|u| !u.is_empty()) else {
             return refuse(403, "Forbidden (no sender)");
         };
-        let domain = self.cfg.sms_domain();
+        let cfg = self.cfg();
+        let domain = cfg.sms_domain();
         let key = HandsetKey::parse(&user).or_else(|_| refuse(403, "Forbidden (bad sender)"))?;
         if let HandsetKey::Imsi(imsi) = key {
             let imsi = imsi.digits().to_string();
@@ -92,7 +93,7 @@ impl Service {
                 .call(move |db| db.by_imsi(&i2))
                 .await
                 .or_else(|e| refuse(503, format!("Service Unavailable ({e})")))?;
-            return match (sub, self.cfg.sip.unknown_imsi) {
+            return match (sub, self.cfg().sip.unknown_imsi) {
                 (Some(s), _) if s.enabled => Ok(Sender {
                     address: format!("{}@{domain}", s.msisdn),
                     imsi: Some(imsi),
@@ -123,7 +124,7 @@ impl Service {
         peer: SocketAddr,
         transport: Transport,
     ) -> Result<(), Refusal> {
-        if !config::trusted(&self.cfg.sip.trusted_networks, peer.ip()) {
+        if !config::trusted(&self.cfg().sip.trusted_networks, peer.ip()) {
             return refuse(403, "Forbidden");
         }
         if self.writer.spool().low_on_space() {
@@ -148,8 +149,9 @@ impl Service {
         // The number the handset sent to: a status report names it, also when the text went
         // on to an e-mail address (smqueue's "address first" convention).
         facts.tp_da = Msisdn::parse(&dest).ok();
+        let cfg = self.cfg();
         let code = match &text_or_part {
-            Ok(text) if !starts_with_email(text) => short_code::find(&self.cfg.short_codes, &dest),
+            Ok(text) if !starts_with_email(text) => short_code::find(&cfg.short_codes, &dest),
             _ => None,
         };
         if sender.unknown && code.is_none_or(|c| c.service != ShortService::Register) {
@@ -206,7 +208,7 @@ impl Service {
         let (media, params) = ctype.split_once(';').unwrap_or((ctype, ""));
         let params = message::parse_params(params);
         let ruri_user = Uri::parse(&req.uri).map(|u| u.user).unwrap_or_default();
-        let to_smsc = ruri_user.eq_ignore_ascii_case(&self.cfg.sip.smsc_name);
+        let to_smsc = ruri_user.eq_ignore_ascii_case(&self.cfg().sip.smsc_name);
         match media.trim().to_ascii_lowercase().as_str() {
             "text/plain" => Ok(Some(plain_text(req, &params, to_smsc, &ruri_user))),
             "application/vnd.3gpp.sms" => sms_submit(req, to_smsc, &ruri_user, now_unix(), facts),
@@ -222,7 +224,7 @@ impl Service {
             .get("Expires")
             .and_then(|v| v.trim().parse::<u64>().ok());
         crate::delivery::schedule::sms_lifetime(
-            self.cfg.queue.sms_lifetime.0,
+            self.cfg().queue.sms_lifetime.0,
             facts.validity.map(Duration::from_secs),
             expires.map(Duration::from_secs),
         )
@@ -271,10 +273,10 @@ impl Service {
         );
         // The reply goes to where the sender can be reached: its number once it has one.
         let to = match &claim {
-            Some(short_code::Claim::Welcome(m)) => format!("{m}@{}", self.cfg.sms_domain()),
+            Some(short_code::Claim::Welcome(m)) => format!("{m}@{}", self.cfg().sms_domain()),
             _ => sender.address.clone(),
         };
-        let from = format!("{}@{}", code.code, self.cfg.sms_domain());
+        let from = format!("{}@{}", code.code, self.cfg().sms_domain());
         let id = self
             .spool_mail(
                 &from,
@@ -364,7 +366,7 @@ impl Service {
             return refuse(484, "Address Incomplete");
         };
         Ok((
-            format!("{number}@{}", self.cfg.sms_domain()),
+            format!("{number}@{}", self.cfg().sms_domain()),
             text.to_string(),
         ))
     }
@@ -394,7 +396,7 @@ impl Service {
             lifetime,
         );
         let id = file.id().to_string();
-        let subject = self.cfg.sip.subject.clone();
+        let subject = self.cfg().sip.subject.clone();
         file.message = from_sms::build(&SmsMail {
             queue_id: &id,
             from: sender,
@@ -402,7 +404,7 @@ impl Service {
             text,
             subject: (!subject.is_empty()).then_some(subject.as_str()),
             date: file.envelope.arrival,
-            hostname: &self.cfg.hostname,
+            hostname: &self.cfg().hostname,
             peer: &peer.to_string(),
             protocol: "SIP",
             transport,

@@ -164,7 +164,7 @@ impl Service {
     /// Sends out, with the gaps marked, every concatenated SMS whose first part is older than
     /// `[sip] concat_timeout`. Run periodically.
     pub async fn sweep_parts(&self) {
-        let cutoff = now_unix().saturating_sub(self.cfg.sip.concat_timeout.0.as_secs());
+        let cutoff = now_unix().saturating_sub(self.cfg().sip.concat_timeout.0.as_secs());
         let keys = match self
             .registry
             .call(move |db| db.stale_part_keys(cutoff))

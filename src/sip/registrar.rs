@@ -47,7 +47,7 @@ impl Service {
         req: &Request,
         peer: SocketAddr,
     ) -> Result<Vec<registry::Binding>, Refusal> {
-        if !config::trusted(&self.cfg.sip.trusted_networks, peer.ip()) {
+        if !config::trusted(&self.cfg().sip.trusted_networks, peer.ip()) {
             return refuse(403, "Forbidden");
         }
         let aor = req
@@ -59,12 +59,12 @@ impl Service {
         // An address-of-record that names no handset is not ours (RFC 3261 10.3 step 3).
         let key = HandsetKey::parse(&aor).or_else(|_| refuse(404, "Not Found"))?;
         let aor = key.to_string();
-        let max = self.cfg.registry.max_expires.0.as_secs();
+        let max = self.cfg().registry.max_expires.0.as_secs();
         let header_expires = req
             .headers
             .get("Expires")
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let default = header_expires.unwrap_or(self.cfg.registry.default_expires.0.as_secs());
+        let default = header_expires.unwrap_or(self.cfg().registry.default_expires.0.as_secs());
         let values = req.headers.get_all("Contact");
         let remove_all = values.iter().any(|v| v.trim() == "*");
         if remove_all && (values.len() != 1 || header_expires != Some(0)) {
@@ -76,8 +76,9 @@ impl Service {
                 let na = NameAddr::parse(v).ok_or((400, "Bad Contact".to_string()))?;
                 // A binding steers a handset's texts: only to a host inside the trusted
                 // networks (a BTS), never to an address the registering party chose freely.
-                let inside = crate::delivery::route::contact_target(&na.uri)
-                    .is_some_and(|t| config::trusted(&self.cfg.sip.trusted_networks, t.addr.ip()));
+                let inside = crate::delivery::route::contact_target(&na.uri).is_some_and(|t| {
+                    config::trusted(&self.cfg().sip.trusted_networks, t.addr.ip())
+                });
                 if !inside {
                     return refuse(403, "Forbidden (Contact outside the trusted networks)");
                 }

@@ -63,7 +63,7 @@ pub(super) fn refuse<T>(status: u16, reason: impl Into<String>) -> Result<T, Ref
 
 /// The SIP request handler.
 pub struct Service {
-    pub(super) cfg: Arc<Config>,
+    pub(super) cfg: crate::config::Live<Config>,
     pub(super) writer: Writer,
     pub(super) registry: Registry,
     pub(super) reachable: broadcast::Sender<Reachable>,
@@ -83,13 +83,15 @@ impl Service {
     /// A handler committing through `writer`, looking subscribers up in `registry`, and
     /// publishing REGISTERs on `reachable`.
     pub fn new(
-        cfg: Arc<Config>,
+        cfg: impl Into<crate::config::Live<Config>>,
         writer: Writer,
         registry: Registry,
         reachable: broadcast::Sender<Reachable>,
     ) -> Service {
-        let t1 = cfg.sip.t1.0;
-        let table = ServerTable::new(t1 * 64, cfg.sip.dedup_window.0, 200_000);
+        let cfg = cfg.into();
+        let now = cfg.get();
+        let t1 = now.sip.t1.0;
+        let table = ServerTable::new(t1 * 64, now.sip.dedup_window.0, 200_000);
         let tag = format!("{:016x}", crate::sip::client::random_u64());
         let (seen_tx, seen_rx) = mpsc::channel(SEEN_QUEUE);
         Service {
@@ -102,6 +104,11 @@ impl Service {
             seen_tx,
             seen_rx: Mutex::new(Some(seen_rx)),
         }
+    }
+
+    /// The configuration in force (a reload changes what the next request sees).
+    pub(super) fn cfg(&self) -> Arc<Config> {
+        self.cfg.get()
     }
 
     /// Puts the MESSAGEs accepted before a restart back into the duplicate window (from the
@@ -185,7 +192,7 @@ impl Service {
     }
 
     pub(super) fn allow(&self) -> &'static str {
-        if self.cfg.sip.register {
+        if self.cfg().sip.register {
             ALLOW
         } else {
             ALLOW_NO_REGISTER
@@ -194,17 +201,17 @@ impl Service {
 
     /// Whether `ip` is inside `[sip] trusted_networks`.
     pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
-        config::trusted(&self.cfg.sip.trusted_networks, ip)
+        config::trusted(&self.cfg().sip.trusted_networks, ip)
     }
 
     /// TCP connections allowed from one address.
     pub fn max_connections_per_client(&self) -> usize {
-        self.cfg.sip.max_connections_per_client
+        self.cfg().sip.max_connections_per_client
     }
 
     /// The largest body accepted.
     pub fn max_body(&self) -> usize {
-        self.cfg.sip.max_message_size.0 as usize
+        self.cfg().sip.max_message_size.0 as usize
     }
 
     /// The answer to send when the listener is saturated: 503 with Retry-After, if the
@@ -221,7 +228,7 @@ impl Service {
         let mut r = self.response(&req, 503, "Service Unavailable");
         r.headers.push(
             "Retry-After",
-            self.cfg.sip.retry_after.0.as_secs().to_string(),
+            self.cfg().sip.retry_after.0.as_secs().to_string(),
         );
         Some(r.to_bytes())
     }
@@ -231,7 +238,7 @@ impl Service {
     /// 501 to a method nobody defined, 400 to a Request-URI in angle brackets, 416 to one that
     /// is not SIP, 420 to a Require naming extensions (smsmta supports none).
     pub(super) fn stateless(&self, req: &Request, peer: SocketAddr) -> Option<Response> {
-        if !config::trusted(&self.cfg.sip.trusted_networks, peer.ip()) {
+        if !config::trusted(&self.cfg().sip.trusted_networks, peer.ip()) {
             tracing::debug!(%peer, "403 to {} from outside the trusted networks", req.method);
             return Some(self.response(req, 403, "Forbidden"));
         }
@@ -295,7 +302,7 @@ impl Service {
         peer: SocketAddr,
         transport: Transport,
     ) -> Option<Vec<u8>> {
-        let max = self.cfg.sip.max_message_size.0 as usize;
+        let max = self.cfg().sip.max_message_size.0 as usize;
         let req = match message::parse(data, transport == Transport::Udp, max) {
             Ok(Parsed::Complete(Message::Request(r), _)) => r,
             Ok(Parsed::Complete(Message::Response(_), _)) | Ok(Parsed::Incomplete) => return None,
@@ -329,7 +336,7 @@ impl Service {
         }
         let resp = match req.method.as_str() {
             "MESSAGE" => self.message(&req, data, peer, transport).await,
-            "REGISTER" if self.cfg.sip.register => self.register(&req, peer).await,
+            "REGISTER" if self.cfg().sip.register => self.register(&req, peer).await,
             "OPTIONS" => {
                 let mut r = self.response(&req, 200, "OK");
                 r.headers.push("Allow", self.allow());
@@ -352,7 +359,7 @@ impl Service {
             Instant::now(),
         );
         if durable && let Some(d) = dedup {
-            let until = now_unix() + self.cfg.sip.dedup_window.0.as_secs();
+            let until = now_unix() + self.cfg().sip.dedup_window.0.as_secs();
             // Best effort under overload: a full queue loses only the restart protection.
             let _ = self.seen_tx.try_send((d, until));
         }

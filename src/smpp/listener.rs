@@ -34,7 +34,7 @@ use super::agent::{Binds, Outbound};
 use super::pdu::{self, BindKind, status};
 use super::session::{self, Account, Session, SessionConfig, Step, Submission};
 use crate::auth::Passwords;
-use crate::config::{self, Config, EsmeAccount};
+use crate::config::{self, Config, EsmeAccount, Live};
 use crate::limits::{PerClient, write_within};
 use crate::mail::facts::SmsFacts;
 use crate::registry::Registry;
@@ -90,6 +90,24 @@ impl SmppServer {
             binds,
             reachable,
             store,
+        }
+    }
+
+    /// The state for a reloaded configuration: accounts (credentials, networks, sources,
+    /// service numbers) and limits from `cfg`; the binds, the store and the failed-bind
+    /// delays carried over. Binds already made keep the account they were made with.
+    pub fn renewed(&self, cfg: Arc<Config>) -> SmppServer {
+        let next = SmppServer::new(
+            cfg,
+            self.writer.clone(),
+            self.registry.clone(),
+            Arc::clone(&self.binds),
+            self.reachable.clone(),
+            Arc::clone(&self.store),
+        );
+        SmppServer {
+            passwords: next.passwords.keeping_failures(&self.passwords),
+            ..next
         }
     }
 
@@ -163,9 +181,18 @@ impl SmppServer {
 }
 
 /// Runs the SMPP listener until `shutdown` is cancelled, then waits for its connections.
-pub async fn run(listener: TcpListener, server: Arc<SmppServer>, shutdown: CancellationToken) {
-    let limit = Arc::new(Semaphore::new(server.cfg.smpp.max_connections));
-    let per_client = PerClient::new(server.cfg.smpp.max_connections_per_client);
+/// Each connection takes the server state in force when it is accepted (`live`: a reload
+/// swaps it) and keeps it to the end.
+pub async fn run(
+    listener: TcpListener,
+    live: impl Into<Live<SmppServer>>,
+    shutdown: CancellationToken,
+) {
+    let live = live.into();
+    let first = live.get();
+    let limit = Arc::new(Semaphore::new(first.cfg.smpp.max_connections));
+    let per_client = PerClient::new(first.cfg.smpp.max_connections_per_client);
+    drop(first);
     let mut tasks = JoinSet::new();
     loop {
         let Some((stream, peer)) = crate::limits::accept(&listener, &shutdown, "smpp").await else {
@@ -182,7 +209,7 @@ pub async fn run(listener: TcpListener, server: Arc<SmppServer>, shutdown: Cance
             drop(stream);
             continue;
         };
-        let server = Arc::clone(&server);
+        let server = live.get();
         let shutdown = shutdown.clone();
         let span = tracing::info_span!("smpp", %peer);
         tasks.spawn(

@@ -29,7 +29,7 @@ use super::policy::NumberRules;
 use super::session::{self, Accepted, CommitError, Session, SessionConfig, Step};
 use crate::auth::Passwords;
 use crate::clock::rfc5322_date;
-use crate::config::{self, Config};
+use crate::config::{self, Config, Live};
 use crate::limits::{PerClient, write_within};
 use crate::registry::Registry;
 use crate::spool::{Origin, OriginKind, SpoolError, Writer};
@@ -37,7 +37,8 @@ use crate::spool::{Origin, OriginKind, SpoolError, Writer};
 /// Counts messages per client and hour.
 #[derive(Debug, Default)]
 pub struct RateLimiter {
-    per_hour: u32,
+    /// Messages an hour per client (0: unlimited); a reload may change it.
+    per_hour: std::sync::atomic::AtomicU32,
     seen: Mutex<HashMap<String, (u64, u32)>>,
 }
 
@@ -56,9 +57,13 @@ impl RateLimiter {
     /// A limiter allowing `per_hour` messages an hour per client (0: unlimited).
     pub fn new(per_hour: u32) -> Self {
         RateLimiter {
-            per_hour,
+            per_hour: std::sync::atomic::AtomicU32::new(per_hour),
             seen: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn per_hour(&self) -> u32 {
+        self.per_hour.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, u32)>> {
@@ -72,13 +77,14 @@ impl RateLimiter {
     /// full of this hour's clients, a client it does not hold is refused too (temporarily):
     /// the table stays bounded, and a flood of new addresses cannot reset anyone's count.
     pub fn exceeded(&self, who: &str, now: u64) -> bool {
-        if self.per_hour == 0 {
+        let per_hour = self.per_hour();
+        if per_hour == 0 {
             return false;
         }
         let hour = now / 3600;
         let mut m = self.map();
         match m.get(who) {
-            Some((h, n)) if *h == hour => *n >= self.per_hour,
+            Some((h, n)) if *h == hour => *n >= per_hour,
             Some(_) => false,
             None => {
                 if m.len() >= LIMITER_ENTRIES {
@@ -92,7 +98,7 @@ impl RateLimiter {
     /// Counts one accepted message for `recipients` recipients (spam is counted by the
     /// texts it makes, not by the transactions).
     pub fn record(&self, who: &str, recipients: usize, now: u64) {
-        if self.per_hour == 0 {
+        if self.per_hour() == 0 {
             return;
         }
         let hour = now / 3600;
@@ -117,7 +123,8 @@ pub struct SmtpServer {
     cfg: Arc<Config>,
     writer: Writer,
     registry: Registry,
-    limiter: RateLimiter,
+    /// Kept across reloads: a reload must not hand a spammer a fresh hour.
+    limiter: Arc<RateLimiter>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     passwords: Passwords,
     user_list: Arc<Vec<crate::config::SmtpUser>>,
@@ -176,7 +183,7 @@ impl SmtpServer {
         writer: Writer,
         registry: Registry,
     ) -> Result<SmtpServer, TlsError> {
-        let limiter = RateLimiter::new(cfg.smtp.rate_limit);
+        let limiter = Arc::new(RateLimiter::new(cfg.smtp.rate_limit));
         let tls = if cfg.smtp.tls_cert.as_os_str().is_empty() {
             None
         } else {
@@ -197,6 +204,22 @@ impl SmtpServer {
             tls,
             passwords,
         })
+    }
+
+    /// The state for a reloaded configuration: users, trusted networks, limits and the
+    /// certificate from `cfg`; the hourly counts and the failed-login delays carried over.
+    ///
+    /// # Errors
+    /// [`TlsError`] when the new certificate does not load (the running one stays).
+    pub fn renewed(&self, cfg: Arc<Config>) -> Result<SmtpServer, TlsError> {
+        let mut next = SmtpServer::new(cfg, self.writer.clone(), self.registry.clone())?;
+        self.limiter.per_hour.store(
+            next.cfg.smtp.rate_limit,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        next.limiter = Arc::clone(&self.limiter);
+        next.passwords = next.passwords.keeping_failures(&self.passwords);
+        Ok(next)
     }
 
     /// Whether `msisdn` (a recipient's local part) is an enabled subscriber. An IMSI-only
@@ -311,20 +334,26 @@ impl SmtpServer {
 
 /// Accepts connections until `shutdown` is cancelled, then waits for the sessions.
 /// `submission`: every session must authenticate before MAIL.
+/// Each connection takes the server state in force when it is accepted (`live`: a reload
+/// swaps it) and keeps it to the end.
 pub async fn run(
     listener: TcpListener,
-    server: Arc<SmtpServer>,
+    live: impl Into<Live<SmtpServer>>,
     submission: bool,
     shutdown: CancellationToken,
 ) {
-    let limit = Arc::new(Semaphore::new(server.cfg.smtp.max_connections));
-    let per_client = PerClient::new(server.cfg.smtp.max_connections_per_client);
+    let live = live.into();
+    let first = live.get();
+    let limit = Arc::new(Semaphore::new(first.cfg.smtp.max_connections));
+    let per_client = PerClient::new(first.cfg.smtp.max_connections_per_client);
+    drop(first);
     let mut tasks = JoinSet::new();
     loop {
         let Some((stream, peer)) = crate::limits::accept(&listener, &shutdown, "smtp").await else {
             break;
         };
         while tasks.try_join_next().is_some() {}
+        let server = live.get();
         // Refusals never wait on the client: one try to write, then the socket is closed.
         let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
             let _ = stream.try_write(b"421 4.3.2 Too many connections, try again later\r\n");
@@ -343,7 +372,6 @@ pub async fn run(
                 }
             }
         };
-        let server = Arc::clone(&server);
         let shutdown = shutdown.clone();
         // One span per connection: every line logged inside names the peer.
         let span = tracing::info_span!("smtp", %peer);

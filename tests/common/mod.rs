@@ -30,7 +30,7 @@ pub struct Serve {
     pub smpp: Option<SocketAddr>,
     /// The metrics endpoint, when enabled.
     pub metrics: Option<SocketAddr>,
-    /// The log lines about delivery (`status=`) and the queue manager, as they come.
+    /// The log lines about delivery (`status=`), the queue manager and reloads, as they come.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -78,7 +78,7 @@ impl Serve {
         let keep = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
             while let Ok(l) = rx.recv() {
-                if l.contains("status=") || l.contains("queue manager") {
+                if l.contains("status=") || l.contains("queue manager") || l.contains("reload") {
                     keep.lock().unwrap().push(l);
                 }
             }

@@ -98,6 +98,8 @@ pub(super) async fn deliver(
 
 pub(super) struct Job<'a> {
     pub(super) ctx: &'a Ctx,
+    /// The configuration in force when the job began (a reload changes the next job).
+    pub(super) cfg: Arc<Config>,
     pub(super) file: QueueFile,
     source: Taken,
     pub(super) content: Option<SmsContent>,
@@ -124,6 +126,7 @@ impl<'a> Job<'a> {
     /// A job for `file`, taken from `source`.
     pub(super) fn new(ctx: &'a Ctx, file: QueueFile, source: Taken) -> Job<'a> {
         Job {
+            cfg: ctx.cfg(),
             ctx,
             file,
             source,
@@ -135,7 +138,7 @@ impl<'a> Job<'a> {
     }
 
     fn cfg(&self) -> &Config {
-        &self.ctx.cfg
+        &self.cfg
     }
 
     async fn run(&mut self, forced: bool) -> Finished {
@@ -191,10 +194,8 @@ impl<'a> Job<'a> {
             Some(Dest::Handset(k)) => Some(k.to_string()),
             _ => None,
         };
-        let backoff = Backoff::configured(
-            &self.ctx.cfg.delivery,
-            matches!(dest, Some(Dest::Handset(_))),
-        );
+        let backoff =
+            Backoff::configured(&self.cfg().delivery, matches!(dest, Some(Dest::Handset(_))));
         let env = &mut self.file.envelope;
         let (arrival, expires, seed) = (env.arrival, env.expires, env.id.0.micros() / 1_000_000);
         let rcpt = &mut env.recipients[i];
@@ -267,7 +268,7 @@ impl<'a> Job<'a> {
             &self.file.envelope.sender,
             &self.file.envelope.origin,
             &self.file.message,
-            &self.ctx.cfg.domains,
+            &self.cfg().domains,
         );
         if notify && !tally.failures.is_empty() {
             notices.push(self.notice(DsnKind::Failed, &tally.failures, now));
@@ -309,13 +310,7 @@ impl<'a> Job<'a> {
     /// Sends a deliver_sm to one of `system_id`'s binds and classifies the answer (waiting at
     /// most `[smpp] idle_timeout`, 30 s at the most).
     async fn via_smpp(&self, system_id: &str, sm: crate::smpp::pdu::Sm) -> (Outcome, String) {
-        let timeout = self
-            .ctx
-            .cfg
-            .smpp
-            .idle_timeout
-            .0
-            .min(Duration::from_secs(30));
+        let timeout = self.cfg().smpp.idle_timeout.0.min(Duration::from_secs(30));
         let answer = self.ctx.smpp.deliver(system_id, sm, timeout).await;
         (outcome::smpp(answer), format!("smpp:{system_id}"))
     }
@@ -468,11 +463,11 @@ impl<'a> Job<'a> {
         address: &str,
         attempts: u32,
     ) -> (Outcome, String) {
-        if let Some(esme) = route::esme_service(key, &self.ctx.cfg.smpp.esme) {
+        if let Some(esme) = route::esme_service(key, &self.cfg().smpp.esme) {
             return self.esme(esme.system_id.clone(), key).await;
         }
         let k = key.clone();
-        let bts_port = self.ctx.cfg.delivery.bts.port();
+        let bts_port = self.cfg().delivery.bts.port();
         let found = self
             .ctx
             .registry
@@ -487,7 +482,8 @@ impl<'a> Job<'a> {
                 );
             }
         };
-        let d = &self.ctx.cfg.delivery;
+        let cfg = Arc::clone(&self.cfg);
+        let d = &cfg.delivery;
         let bts = Bts {
             addr: d.bts,
             transport: d.bts_transport,
@@ -496,7 +492,7 @@ impl<'a> Job<'a> {
             Ok(r) => r,
             Err(route::NoRoute::Unknown(n)) => {
                 let upstream = match key {
-                    HandsetKey::Number(m) => route::upstream(m.digits(), &self.ctx.cfg.smpp.route),
+                    HandsetKey::Number(m) => route::upstream(m.digits(), &cfg.smpp.route),
                     HandsetKey::Imsi(_) => None,
                 };
                 return match upstream {
@@ -521,7 +517,7 @@ impl<'a> Job<'a> {
                 std::slice::from_ref(email),
                 self.file.message.clone(),
                 env.origin.clone(),
-                self.ctx.cfg.queue.mail_lifetime.0.as_secs(),
+                self.cfg().queue.mail_lifetime.0.as_secs(),
             );
             copy.original = Vec::new();
             let cid = copy.id();
@@ -671,9 +667,9 @@ impl<'a> Job<'a> {
 
 /// What a handset sees of the message (computed once per job).
 pub(super) fn sms_text(ctx: &Ctx, file: &QueueFile) -> SmsContent {
-    let d = &ctx.cfg.delivery;
+    let d = &ctx.cfg().delivery;
     let opts = TextOptions {
-        local_domains: &ctx.cfg.domains,
+        local_domains: &ctx.cfg().domains,
         email_sender: &d.email_sender,
         notice_sender: &d.notice_sender,
         subject_line: d.subject_line,
@@ -693,7 +689,7 @@ pub(super) fn sms_text(ctx: &Ctx, file: &QueueFile) -> SmsContent {
 pub(super) fn with_received(ctx: &Ctx, file: &QueueFile) -> Vec<u8> {
     let mut out = format!(
         "Received: by {} (smsmta) id {};\r\n\t{}\r\n",
-        ctx.cfg.hostname,
+        ctx.cfg().hostname,
         file.envelope.id.0,
         rfc5322_date(now_unix())
     )

@@ -41,7 +41,8 @@ impl Job<'_> {
     ) -> (Outcome, String) {
         self.went_upstream = true;
         let relay = format!("smpp:{name}");
-        let Some(up) = self.ctx.cfg.smpp.upstream.iter().find(|u| u.name == name) else {
+        let cfg = Arc::clone(&self.cfg);
+        let Some(up) = cfg.smpp.upstream.iter().find(|u| u.name == name) else {
             let why = format!("route to unknown upstream {name}");
             return (outcome::local(Local::BadEnvelope(why)), relay);
         };
@@ -132,7 +133,7 @@ impl Job<'_> {
                 &self.file.envelope.sender,
                 &self.file.envelope.origin,
                 &self.file.message,
-                &self.ctx.cfg.domains,
+                &self.ctx.cfg().domains,
             );
             if notify {
                 let f = Failure {
@@ -201,9 +202,9 @@ async fn handle(ctx: &Arc<Ctx>, name: &str, sm: Sm) -> u32 {
         via: format!("upstream={name}"),
         door: crate::metrics::Door::Upstream,
     };
-    match crate::smpp::intake::store(&ctx.cfg, &ctx.writer, &ctx.registry, t).await {
+    match crate::smpp::intake::store(&ctx.cfg(), &ctx.writer, &ctx.registry, t).await {
         Ok(_) => {
-            let until = now + ctx.cfg.sip.dedup_window.0.as_secs();
+            let until = now + ctx.cfg().sip.dedup_window.0.as_secs();
             ctx.store.mark_seen(&digest, until);
             smpp_status::OK
         }
@@ -241,7 +242,7 @@ pub async fn sweep(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             Ok((a, _)) => info!("smpp store: {a} receipt(s) never came"),
             Err(e) => warn!("{e}"),
         }
-        let before = now.saturating_sub(ctx.cfg.sip.concat_timeout.0.as_secs());
+        let before = now.saturating_sub(ctx.cfg().sip.concat_timeout.0.as_secs());
         let store = Arc::clone(&ctx.store);
         let stale = match blocking(move || store.stale_parts(before)).await {
             Ok(s) => s,
@@ -274,7 +275,7 @@ pub async fn sweep(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                     crate::metrics::Door::Upstream
                 },
             };
-            match crate::smpp::intake::store(&ctx.cfg, &ctx.writer, &ctx.registry, t).await {
+            match crate::smpp::intake::store(&ctx.cfg(), &ctx.writer, &ctx.registry, t).await {
                 // Stored, or refused for good: the parts go either way.
                 Ok(_) | Err(smpp_status::INVDSTADR) => {
                     let store = Arc::clone(&ctx.store);

@@ -5,7 +5,8 @@
 //! journal and the registry, binds the listeners ([`Sockets`]; port 0 allowed: [`Running`]
 //! tells the addresses), starts each listener on its bound socket, and returns;
 //! [`start_with`] does the same on sockets handed in. [`Running::shutdown`] stops the listeners, lets requests in flight
-//! finish, then stops the journal within `shutdown_timeout`.
+//! finish, then stops the journal within `shutdown_timeout`. [`Running::reload`] (SIGHUP in
+//! [`serve`]) puts a re-read configuration in force (`reload.rs`).
 
 use std::fs::OpenOptions;
 use std::future::Future;
@@ -20,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, Live};
 use crate::delivery::manager;
 use crate::registry::Reachable;
 use crate::registry::{Registry, RegistryError};
@@ -55,6 +56,8 @@ pub enum AppError {
     #[error("internal: {0}")]
     Internal(String),
 }
+
+pub mod reload;
 
 /// How long a message may wait for delivery before it is returned (RFC 5321 4.5.4.1 asks for
 /// 4-5 days; Postfix's `maximal_queue_lifetime` is 5d), for local submissions.
@@ -125,6 +128,8 @@ impl Server {
 
 /// A running server.
 pub struct Running {
+    /// What a reload swaps ([`Running::reload`]).
+    pub doors: reload::Doors,
     /// The SIP UDP address actually bound.
     pub sip_udp: SocketAddr,
     /// The SIP TCP address actually bound.
@@ -347,7 +352,10 @@ async fn start_spool(cfg: &Arc<Config>) -> Result<Server, AppError> {
 
 /// What the listeners and the queue manager share.
 struct Shared {
+    /// The configuration at start (what only a restart changes is read from here).
     cfg: Arc<Config>,
+    /// The configuration in force (a reload swaps it).
+    live: Live<Config>,
     writer: Writer,
     registry: Registry,
     /// smpp.sqlite: receipts awaited, parts held, duplicate digests (both SMPP roles).
@@ -373,6 +381,7 @@ async fn run(cfg: Arc<Config>, server: Server, sockets: Sockets) -> Result<Runni
         store: Arc::new(store),
         reachable: broadcast::channel(1024).0,
         shutdown: CancellationToken::new(),
+        live: Live::from(Arc::clone(&cfg)),
         cfg,
     };
     let mut tasks = JoinSet::new();
@@ -392,9 +401,9 @@ async fn run(cfg: Arc<Config>, server: Server, sockets: Sockets) -> Result<Runni
             sh.shutdown.clone(),
         ));
     }
-    spawn_smtp(&mut tasks, &sh, sockets.smtp, sockets.submission)?;
+    let smtp_live = spawn_smtp(&mut tasks, &sh, sockets.smtp, sockets.submission)?;
     let binds = Arc::new(crate::smpp::agent::Binds::default());
-    if let Some(l) = sockets.smpp {
+    let smpp_live = sockets.smpp.map(|l| {
         let server = SmppServer::new(
             Arc::clone(&sh.cfg),
             sh.writer.clone(),
@@ -403,8 +412,10 @@ async fn run(cfg: Arc<Config>, server: Server, sockets: Sockets) -> Result<Runni
             sh.reachable.clone(),
             Arc::clone(&sh.store),
         );
-        tasks.spawn(smpp_listener::run(l, Arc::new(server), sh.shutdown.clone()));
-    }
+        let live = Live::new(server);
+        tasks.spawn(smpp_listener::run(l, live.clone(), sh.shutdown.clone()));
+        live
+    });
     spawn_sip(&mut tasks, &sh, sockets.sip_udp, sockets.sip_tcp).await;
     if let Some(path) = sh.cfg.openbts_path()
         && !sh.cfg.registry.openbts_poll.0.is_zero()
@@ -422,6 +433,11 @@ async fn run(cfg: Arc<Config>, server: Server, sockets: Sockets) -> Result<Runni
     let ready = ready_line(&sh.cfg, sip_udp, sip_tcp, smtp, submission, smpp, metrics);
     info!("{ready}");
     Ok(Running {
+        doors: reload::Doors {
+            cfg: sh.live.clone(),
+            smtp: smtp_live,
+            smpp: smpp_live,
+        },
         sip_udp,
         sip_tcp,
         smtp,
@@ -438,22 +454,32 @@ async fn run(cfg: Arc<Config>, server: Server, sockets: Sockets) -> Result<Runni
     })
 }
 
-/// The SMTP listener, and the submission listener when configured, sharing one server.
+/// The SMTP listener, and the submission listener when configured, sharing one server
+/// state (which a reload swaps).
 fn spawn_smtp(
     tasks: &mut JoinSet<()>,
     sh: &Shared,
     smtp: TcpListener,
     submission: Option<TcpListener>,
-) -> Result<(), AppError> {
+) -> Result<Live<SmtpServer>, AppError> {
     let server = SmtpServer::new(Arc::clone(&sh.cfg), sh.writer.clone(), sh.registry.clone())
         .map_err(|e| AppError::Internal(e.to_string()))?;
-    let server = Arc::new(server);
+    let live = Live::new(server);
     if let Some(l) = submission {
-        let s = Arc::clone(&server);
-        tasks.spawn(smtp_listener::run(l, s, true, sh.shutdown.clone()));
+        tasks.spawn(smtp_listener::run(
+            l,
+            live.clone(),
+            true,
+            sh.shutdown.clone(),
+        ));
     }
-    tasks.spawn(smtp_listener::run(smtp, server, false, sh.shutdown.clone()));
-    Ok(())
+    tasks.spawn(smtp_listener::run(
+        smtp,
+        live.clone(),
+        false,
+        sh.shutdown.clone(),
+    ));
+    Ok(live)
 }
 
 /// The SIP service (its duplicate window restored) and listeners, the persistence of the
@@ -461,7 +487,7 @@ fn spawn_smtp(
 async fn spawn_sip(tasks: &mut JoinSet<()>, sh: &Shared, udp: UdpSocket, tcp: TcpListener) {
     let cfg = &sh.cfg;
     let service = Service::new(
-        Arc::clone(cfg),
+        sh.live.clone(),
         sh.writer.clone(),
         sh.registry.clone(),
         sh.reachable.clone(),
@@ -511,7 +537,7 @@ async fn spawn_delivery(
     let store = Arc::clone(&sh.store);
     let upstreams = crate::smpp::client::Upstreams::new(&cfg.smpp.upstream);
     let ctx = manager::Ctx::new(
-        Arc::clone(cfg),
+        sh.live.clone(),
         sh.writer.clone(),
         sh.registry.clone(),
         binds,
@@ -566,6 +592,21 @@ fn ready_line(
 }
 
 impl Running {
+    /// Re-reads `file` (the embedded default when `None`) and puts in force what may change
+    /// at run time; logs what was applied, what waits for a restart, or why it was refused.
+    ///
+    /// # Errors
+    /// [`reload::ReloadError`] when the file is refused (the running configuration stays).
+    pub fn reload(
+        &self,
+        file: Option<&std::path::Path>,
+    ) -> Result<crate::config::reload::Reload, reload::ReloadError> {
+        let name = file.map_or("<embedded>".to_string(), |p| p.display().to_string());
+        let r = self.doors.reload(file);
+        reload::report(&name, &r);
+        r
+    }
+
     /// Stops accepting, lets work in flight finish (within `shutdown_timeout`), stops the
     /// journal.
     pub async fn shutdown(mut self) {
@@ -589,14 +630,31 @@ impl Running {
     }
 }
 
-/// Runs the server until `shutdown` completes.
+/// Runs the server until `shutdown` completes; each SIGHUP re-reads `file` (the embedded
+/// default when `None`) and applies what may change at run time ([`Running::reload`]).
 ///
 /// # Errors
 /// [`AppError`] when start-up fails.
-pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+pub async fn serve(
+    config: Config,
+    file: Option<std::path::PathBuf>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AppError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| AppError::Internal(e.to_string()))?;
     let running = start(config).await?;
     crate::notify::notify("READY=1");
-    shutdown.await;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(()) = hup.recv() => {
+                crate::notify::reloading();
+                let _ = running.reload(file.as_deref());
+                crate::notify::notify("READY=1");
+            }
+        }
+    }
     info!("shutting down");
     crate::notify::notify("STOPPING=1");
     running.shutdown().await;
