@@ -26,6 +26,7 @@ apt_install() {
 # --- third-party peers -------------------------------------------------------------------
 apt_install sip-tester sipp
 apt_install swaks swaks
+apt_install curl curl
 apt_install openssl openssl
 apt_install kannel bearerbox
 # systemd-analyze verify checks contrib/smsmta.service (tests/service.rs skips, saying so,
@@ -57,6 +58,12 @@ if ! python3 -c 'import smpplib' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check smpplib==2.2.4
 fi
 
+# The mail sink of the README's five-minute walk (tests/readme.rs).
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+  log "installing aiosmtpd from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check aiosmtpd==1.4.6
+fi
+
 # --- unit, property and integration tests (no peers) ---------------------------------------
 log "cargo test"
 cargo test
@@ -70,6 +77,7 @@ cargo test --test interop_smpp -- --ignored
 cargo test --test interop_kannel -- --ignored
 cargo test --test interop_drive_smpp -- --ignored
 cargo test --test metrics -- --ignored
+cargo test --test readme -- --ignored
 
 # --- bounded fuzzing ---------------------------------------------------------------------
 FUZZ_SECONDS=${FUZZ_SECONDS:-8}

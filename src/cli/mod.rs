@@ -14,10 +14,12 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 use crate::spool::{self, Origin, OriginKind, QueueId, Spool, SpoolError, admin};
 
+mod bts;
 mod inject;
 mod queue;
 mod subscriber;
 
+use bts::*;
 use inject::*;
 use queue::*;
 use subscriber::*;
@@ -64,6 +66,9 @@ enum Cmd {
     Inject(InjectArgs),
     /// Print a SHA-512 crypt hash of a password read on stdin, for `[[smtp.users]]`.
     HashPassword,
+    /// Play a BTS with handsets on loopback: answer MESSAGE, print each text received
+    /// (`--absent IMSI` answers 480); `bts send` texts as a handset.
+    Bts(BtsArgs),
     /// Manage subscribers in the registry.
     Subscriber {
         #[command(subcommand)]
@@ -96,6 +101,7 @@ pub fn run() -> ExitCode {
         Cmd::Inject(args) => inject(&config, args),
         Cmd::Subscriber { op } => subscriber(&config, op),
         Cmd::HashPassword => hash_password(),
+        Cmd::Bts(args) => bts(&config, args),
     }
 }
 
