@@ -100,6 +100,11 @@ async fn counters_move_by_exactly_the_traffic_sent_and_healthz_says_ok() {
         0.0
     );
     assert_eq!(
+        moved("smsmta_rejections_total{door=\"sip\",reason=\"auth\"}"),
+        1.0,
+        "an IMSI nobody knows is refused as a sender: {after}"
+    );
+    assert_eq!(
         moved("smsmta_deliveries_total{agent=\"sip\",status=\"sent\"}"),
         3.0,
         "{after}"
@@ -145,6 +150,99 @@ async fn counters_move_by_exactly_the_traffic_sent_and_healthz_says_ok() {
         .unwrap();
     assert_eq!(code, 200, "a slow client does not block the others");
     drop(slow);
+}
+
+/// One SMTP command on an open session: the last line of the reply.
+fn say(
+    r: &mut std::io::BufReader<std::net::TcpStream>,
+    w: &mut std::net::TcpStream,
+    cmd: &str,
+) -> String {
+    use std::io::{BufRead, Write};
+    if !cmd.is_empty() {
+        w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+    }
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line.len() < 4 || line.as_bytes()[3] != b'-' {
+            return line;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_count_by_reason_and_the_connection_gauge_follows_open_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    // Loopback is not trusted for relay here.
+    let cfg = common::config(
+        dir.path(),
+        &format!(
+            "{}trusted_networks = [\"10.9.0.0/16\"]\nmax_message_size = \"64KiB\"\n[metrics]\nenabled = true\nlisten = \"127.0.0.1:0\"\n",
+            common::LOOPBACK
+        ),
+    );
+    common::add_subscriber_quietly(&cfg, "15551234567", "001010000000001");
+    let serve = common::Serve::start(&cfg);
+    let m = serve.metrics.unwrap();
+    let before = scrape(m).await;
+    let smtp = serve.smtp;
+    let after_open = tokio::task::spawn_blocking(move || {
+        let s = std::net::TcpStream::connect(smtp).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (mut r, mut w) = (std::io::BufReader::new(s.try_clone().unwrap()), s);
+        assert!(say(&mut r, &mut w, "").starts_with("220"));
+        assert!(say(&mut r, &mut w, "EHLO c.test").starts_with("250"));
+        assert!(say(&mut r, &mut w, "MAIL FROM:<a@example.org> SIZE=999999").starts_with("552"));
+        assert!(say(&mut r, &mut w, "MAIL FROM:<a@example.org>").starts_with("250"));
+        assert!(say(&mut r, &mut w, "RCPT TO:<x@elsewhere.example>").starts_with("554"));
+        assert!(say(&mut r, &mut w, "RCPT TO:<15550000000@sms.test>").starts_with("550"));
+        assert!(say(&mut r, &mut w, "RCPT TO:<15551234567@sms.test>").starts_with("250"));
+        // Scraped while this session is open.
+        let open = common::http_get(m, "/metrics").1;
+        assert!(say(&mut r, &mut w, "QUIT").starts_with("221"));
+        open
+    })
+    .await
+    .unwrap();
+    let gauge = |text: &str| common::sample(text, "smsmta_connections{door=\"smtp\"}");
+    assert_eq!(gauge(&after_open) - gauge(&before), 1.0, "{after_open}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let a = scrape(m).await;
+        if gauge(&a) == gauge(&before) || Instant::now() > deadline {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        gauge(&after),
+        gauge(&before),
+        "the closed session is no longer counted"
+    );
+    let moved = |name: &str| common::sample(&after, name) - common::sample(&before, name);
+    for (reason, n) in [
+        ("size", 1.0),
+        ("relay", 1.0),
+        ("recipient", 1.0),
+        ("auth", 0.0),
+    ] {
+        assert_eq!(
+            moved(&format!(
+                "smsmta_rejections_total{{door=\"smtp\",reason=\"{reason}\"}}"
+            )),
+            n,
+            "{reason}: {after}"
+        );
+    }
+    for series in [
+        "smsmta_transactions_in_flight{door=\"smtp\"} 0",
+        "smsmta_smpp_binds{role=\"esme\"} 0",
+        "smsmta_smpp_window_used{role=\"upstream\"} 0",
+        "smsmta_journal_unmaterialized ",
+    ] {
+        assert!(after.contains(series), "{series}: {after}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

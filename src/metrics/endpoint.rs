@@ -210,7 +210,7 @@ async fn serve(mut s: TcpStream, writer: &Writer) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Sets the queue gauges from the spool's directories.
+/// Sets the queue gauges from the spool's directories, and the materializer's backlog.
 fn measure_queues(writer: &Writer) {
     let spool = writer.spool();
     let now_micros = crate::clock::now_unix().saturating_mul(1_000_000);
@@ -220,6 +220,7 @@ fn measure_queues(writer: &Writer) {
         let age = oldest.map_or(0, |m| now_micros.saturating_sub(m) / 1_000_000);
         super::get().set_queue(i, ids.len() as u64, age);
     }
+    super::get().set_unmaterialized(writer.journal_backlog());
 }
 
 /// Whether the spool takes files and the journal flushes; the reason when not.

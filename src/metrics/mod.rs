@@ -15,6 +15,14 @@
 //! - `smsmta_journal_flushes_total`, `smsmta_journal_batch_size`, `smsmta_journal_flush_seconds`;
 //! - `smsmta_queue_messages{queue}`, `smsmta_queue_oldest_age_seconds{queue}` (measured at
 //!   each scrape from the spool's directories; see [`endpoint`]);
+//! - `smsmta_rejections_total{door, reason}`: reason `relay`, `rate`, `size`, `auth`, `trust`,
+//!   `limit` (connection caps, overload), `recipient` (unknown recipient or destination);
+//! - `smsmta_connections{door}` (open connections: SIP over TCP, SMTP, SMPP binds' sockets,
+//!   upstream links) and `smsmta_transactions_in_flight{door}` (requests being committed);
+//! - `smsmta_smpp_binds{role}` (`esme`: ESMEs bound to smsmta; `upstream`: smsmta's binds to
+//!   SMSCs) and `smsmta_smpp_window_used{role}` (requests sent or taken and not yet answered);
+//! - `smsmta_journal_unmaterialized` (the materializer's backlog: messages durable in the
+//!   journal, their queue files not yet written);
 //! - `smsmta_upstream_unmatched_receipts_total`; `smsmta_build_info{version}`.
 //!
 //! **Trust.** Nothing here reads input; label values are this file's constants.
@@ -70,6 +78,68 @@ pub enum Status {
     Expired,
 }
 
+/// Why something offered at a door was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Relay to a domain that is not ours, from a client that may not relay.
+    Relay,
+    /// A rate limit or throughput cap.
+    Rate,
+    /// Too large.
+    Size,
+    /// Bad or missing credentials.
+    Auth,
+    /// From outside the networks allowed.
+    Trust,
+    /// A connection cap or overload.
+    Limit,
+    /// An unknown recipient or destination.
+    Recipient,
+}
+
+/// An SMPP bind's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An ESME bound to smsmta's SMPP server.
+    Esme,
+    /// smsmta bound to an upstream SMSC.
+    Upstream,
+}
+
+const REASONS: [(Reason, &str); 7] = [
+    (Reason::Relay, "relay"),
+    (Reason::Rate, "rate"),
+    (Reason::Size, "size"),
+    (Reason::Auth, "auth"),
+    (Reason::Trust, "trust"),
+    (Reason::Limit, "limit"),
+    (Reason::Recipient, "recipient"),
+];
+const ROLES: [(Role, &str); 2] = [(Role::Esme, "esme"), (Role::Upstream, "upstream")];
+
+/// One unit of something open (a connection, a transaction, a bind): counted up when made,
+/// down when dropped, whichever way its task ends.
+#[derive(Debug)]
+#[must_use = "the gauge goes down when this is dropped"]
+pub struct Open(Option<Gauge>);
+
+impl Open {
+    fn new(g: Option<&Gauge>) -> Open {
+        Open(g.map(|g| {
+            g.inc();
+            g.clone()
+        }))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(g) = &self.0 {
+            g.dec();
+        }
+    }
+}
+
 const DOORS: [(Door, &str); 4] = [
     (Door::Sip, "sip"),
     (Door::Smtp, "smtp"),
@@ -109,6 +179,17 @@ pub struct Metrics {
     queue_messages: Vec<Gauge>,
     queue_oldest: Vec<Gauge>,
     unmatched: Counter,
+    /// [door][reason]
+    rejections: Vec<Vec<Counter>>,
+    /// [door]
+    connections: Vec<Gauge>,
+    /// [door]
+    in_flight: Vec<Gauge>,
+    /// [role]
+    binds: Vec<Gauge>,
+    /// [role]
+    window: Vec<Gauge>,
+    unmaterialized: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -227,6 +308,65 @@ impl Metrics {
             "Receipts from upstream SMSCs that matched no message",
             unmatched.clone(),
         );
+        let rejections_f = Family::<Labels, Counter>::default();
+        let rejections = DOORS
+            .iter()
+            .map(|(_, d)| {
+                REASONS
+                    .iter()
+                    .map(|(_, r)| series(&rejections_f, &[("door", *d), ("reason", *r)]))
+                    .collect()
+            })
+            .collect();
+        registry.register(
+            "rejections",
+            "Refusals at each door by reason (relay, rate, size, auth, trust, limit, recipient)",
+            rejections_f,
+        );
+        let per_door = |registry: &mut Registry, name: &str, help: &str| {
+            let f = Family::<Labels, Gauge>::default();
+            let v: Vec<Gauge> = DOORS
+                .iter()
+                .map(|(_, d)| series(&f, &[("door", *d)]))
+                .collect();
+            registry.register(name, help, f);
+            v
+        };
+        let connections = per_door(
+            &mut registry,
+            "connections",
+            "Open connections at each door (SIP over TCP, SMTP, SMPP; upstream: links to SMSCs)",
+        );
+        let in_flight = per_door(
+            &mut registry,
+            "transactions_in_flight",
+            "Requests taken and not yet answered at each door (being checked or committed)",
+        );
+        let per_role = |registry: &mut Registry, name: &str, help: &str| {
+            let f = Family::<Labels, Gauge>::default();
+            let v: Vec<Gauge> = ROLES
+                .iter()
+                .map(|(_, r)| series(&f, &[("role", *r)]))
+                .collect();
+            registry.register(name, help, f);
+            v
+        };
+        let binds = per_role(
+            &mut registry,
+            "smpp_binds",
+            "SMPP binds up: esme (ESMEs bound to smsmta), upstream (smsmta bound to SMSCs)",
+        );
+        let window = per_role(
+            &mut registry,
+            "smpp_window_used",
+            "SMPP requests outstanding (taken or sent, not yet answered), over all binds",
+        );
+        let unmaterialized = Gauge::default();
+        registry.register(
+            "journal_unmaterialized",
+            "Messages durable in the journal whose queue files are not yet written",
+            unmaterialized.clone(),
+        );
         let info = Family::<Labels, Gauge>::default();
         series(&info, &[("version", env!("CARGO_PKG_VERSION"))]).set(1);
         registry.register("build_info", "The running build (value 1)", info);
@@ -241,7 +381,50 @@ impl Metrics {
             queue_messages,
             queue_oldest,
             unmatched,
+            rejections,
+            connections,
+            in_flight,
+            binds,
+            window,
+            unmaterialized,
         }
+    }
+
+    /// Something offered at `door` refused for `reason`.
+    pub fn rejected(&self, door: Door, reason: Reason) {
+        if let Some(c) = self
+            .rejections
+            .get(idx(&DOORS, door))
+            .and_then(|r| r.get(idx(&REASONS, reason)))
+        {
+            c.inc();
+        }
+    }
+
+    /// A connection open at `door`, until the guard is dropped.
+    pub fn connection(&self, door: Door) -> Open {
+        Open::new(self.connections.get(idx(&DOORS, door)))
+    }
+
+    /// A request at `door` being handled, until the guard is dropped.
+    pub fn in_flight(&self, door: Door) -> Open {
+        Open::new(self.in_flight.get(idx(&DOORS, door)))
+    }
+
+    /// An SMPP bind up, until the guard is dropped.
+    pub fn bind(&self, role: Role) -> Open {
+        Open::new(self.binds.get(idx(&ROLES, role)))
+    }
+
+    /// An SMPP request outstanding, until the guard is dropped.
+    pub fn window(&self, role: Role) -> Open {
+        Open::new(self.window.get(idx(&ROLES, role)))
+    }
+
+    /// The materializer's backlog now.
+    pub fn set_unmaterialized(&self, n: usize) {
+        self.unmaterialized
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// A message offered at `door`: accepted (durable and acknowledged) or rejected.

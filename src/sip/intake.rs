@@ -58,7 +58,13 @@ impl Service {
         transport: Transport,
     ) -> Response {
         let r = self.accept_message(req, raw, peer, transport).await;
-        crate::metrics::get().received(crate::metrics::Door::Sip, r.is_ok());
+        let m = crate::metrics::get();
+        m.received(crate::metrics::Door::Sip, r.is_ok());
+        if let Err((status, _)) = &r
+            && let Some(reason) = refusal_reason(*status)
+        {
+            m.rejected(crate::metrics::Door::Sip, reason);
+        }
         match r {
             Ok(()) => self.response(req, 202, "Accepted"),
             Err((status, reason)) => {
@@ -498,6 +504,19 @@ fn sms_submit(
         Some(c) => (dest, Err((c, submit.user_data.body))),
         None => (dest, Ok(submit.user_data.body.text())),
     }))
+}
+
+/// What a refusal of a MESSAGE counts as: 403 (a sender the registry does not let text)
+/// auth, 404/484 recipient, 413 size, 503 (no room, registry down) limit.
+fn refusal_reason(status: u16) -> Option<crate::metrics::Reason> {
+    use crate::metrics::Reason;
+    match status {
+        403 => Some(Reason::Auth),
+        404 | 484 => Some(Reason::Recipient),
+        413 => Some(Reason::Size),
+        503 => Some(Reason::Limit),
+        _ => None,
+    }
 }
 
 /// Whether a text starts with an e-mail address and a space (smqueue's convention).

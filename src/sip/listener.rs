@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::{PerClient, write_within};
+use crate::metrics::{Door, Reason};
 use tracing::{Instrument, debug, warn};
 
 use super::Transport;
@@ -60,8 +61,10 @@ pub async fn run_udp(
                 let (socket, service) = (Arc::clone(&socket), Arc::clone(&service));
                 // One span per request: every line logged inside names the peer.
                 let span = tracing::info_span!("sip", %peer);
+                let busy = crate::metrics::get().in_flight(Door::Sip);
                 tasks.spawn(
                     async move {
+                        let _busy = busy;
                         if let Some(resp) = service.handle(&data, peer, Transport::Udp).await
                             && let Err(e) = socket.send_to(&resp, peer).await
                         {
@@ -108,24 +111,29 @@ pub async fn run_tcp(
         // before anything is read.
         if !service.trusts(peer.ip()) {
             debug!(%peer, "sip tcp: closing a connection from outside the trusted networks");
+            crate::metrics::get().rejected(Door::Sip, Reason::Trust);
             drop(stream);
             continue;
         }
         let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
             warn!(%peer, "sip tcp: {max_connections} connections open; closing a new one");
+            crate::metrics::get().rejected(Door::Sip, Reason::Limit);
             drop(stream);
             continue;
         };
         let Some(slot) = per_client.try_acquire(peer.ip()) else {
             debug!(%peer, "sip tcp: too many connections from this address; closing a new one");
+            crate::metrics::get().rejected(Door::Sip, Reason::Limit);
             drop(stream);
             continue;
         };
         let service = Arc::clone(&service);
         let shutdown = shutdown.clone();
         let span = tracing::info_span!("sip", %peer, transport = "tcp");
+        let open = crate::metrics::get().connection(Door::Sip);
         tasks.spawn(
             async move {
+                let _open = open;
                 if let Err(e) = connection(stream, peer, &service, idle, shutdown).await {
                     debug!(%peer, "sip tcp connection: {e}");
                 }

@@ -9,6 +9,7 @@
 //!
 //! Standards: RFC 3261 8.2 (UAS behaviour), 17.2 (server transactions), RFC 3428.
 
+use crate::metrics::{Door, Reason};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -225,6 +226,7 @@ impl Service {
         if req.method == "ACK" {
             return None;
         }
+        crate::metrics::get().rejected(Door::Sip, Reason::Limit);
         let mut r = self.response(&req, 503, "Service Unavailable");
         r.headers.push(
             "Retry-After",
@@ -240,6 +242,7 @@ impl Service {
     pub(super) fn stateless(&self, req: &Request, peer: SocketAddr) -> Option<Response> {
         if !config::trusted(&self.cfg().sip.trusted_networks, peer.ip()) {
             tracing::debug!(%peer, "403 to {} from outside the trusted networks", req.method);
+            crate::metrics::get().rejected(Door::Sip, Reason::Trust);
             return Some(self.response(req, 403, "Forbidden"));
         }
         if !KNOWN_METHODS.contains(&req.method.as_str()) {
@@ -282,7 +285,10 @@ impl Service {
             return None;
         };
         let (code, reason) = match e.reason {
-            "body too large" => (413, "Request Entity Too Large"),
+            "body too large" => {
+                crate::metrics::get().rejected(Door::Sip, Reason::Size);
+                (413, "Request Entity Too Large")
+            }
             message::UNSUPPORTED_VERSION => (505, "Version Not Supported"),
             r => (400, r),
         };

@@ -23,6 +23,8 @@
 //! deliver_sm, 4.11 enquire_link, 4.12 unbind).
 
 use std::collections::HashMap;
+
+use crate::metrics::{Door, Open, Role};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -285,6 +287,10 @@ pub fn tls_connector(cfg: &Upstream) -> Result<tokio_rustls::TlsConnector, Strin
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
+/// A submit_sm sent: its deadline, where its answer goes (status, message_id), and its
+/// place in `smsmta_smpp_window_used`.
+type Waiting = (Instant, oneshot::Sender<(u32, String)>, Open);
+
 /// One bound connection.
 struct Conn<'a, S> {
     link: &'a Link,
@@ -295,7 +301,8 @@ struct Conn<'a, S> {
     buf: Vec<u8>,
     next_seq: u32,
     /// submit_sm sent: by sequence_number, with their deadline.
-    waiting: HashMap<u32, (Instant, oneshot::Sender<(u32, String)>)>,
+    /// Each counted in `smsmta_smpp_window_used` while it waits.
+    waiting: HashMap<u32, Waiting>,
     /// deliver_sm being handled: (sequence_number, status).
     handling: JoinSet<(u32, u32)>,
     pace: Pace,
@@ -450,6 +457,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Conn<'a, S> {
             Ok(true) => {}
             Ok(false) | Err(_) => return false,
         }
+        let m = crate::metrics::get();
+        let _up = (m.bind(Role::Upstream), m.connection(Door::Upstream));
         let transmits = self.kind.transmits();
         if transmits {
             self.link.transmitting.fetch_add(1, Ordering::Relaxed);
@@ -461,7 +470,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Conn<'a, S> {
         if let Err(e) = result {
             warn!("smpp upstream {}: link lost: {e}", self.link.cfg.name);
         }
-        for (_, (_, reply)) in self.waiting.drain() {
+        for (_, (_, reply, _)) in self.waiting.drain() {
             drop(reply);
         }
         // A deliver_sm being stored is answered if the link still takes it; if not, the SMSC
@@ -512,7 +521,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Conn<'a, S> {
                     let seq = self.seq();
                     self.pace.sent(Instant::now().into_std());
                     self.send(&Pdu { status: 0, sequence: seq, body: Body::SubmitSm(Box::new(req.sm)) }).await?;
-                    self.waiting.insert(seq, (Instant::now() + cfg.response_timeout.0, req.reply));
+                    let deadline = Instant::now() + cfg.response_timeout.0;
+                    let counted = crate::metrics::get().window(Role::Upstream);
+                    self.waiting.insert(seq, (deadline, req.reply, counted));
                 }
                 Some(done) = self.handling.join_next(), if !self.handling.is_empty() => {
                     if let Ok((seq, st)) = done {
@@ -543,7 +554,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Conn<'a, S> {
         let expired: Vec<u32> = self
             .waiting
             .iter()
-            .filter(|(_, (d, _))| *d <= now)
+            .filter(|(_, (d, _, _))| *d <= now)
             .map(|(s, _)| *s)
             .collect();
         for s in expired {
@@ -579,12 +590,12 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Conn<'a, S> {
                 if p.status == status::THROTTLED {
                     self.pace.throttled(Instant::now().into_std());
                 }
-                if let Some((_, reply)) = self.waiting.remove(&p.sequence) {
+                if let Some((_, reply, _)) = self.waiting.remove(&p.sequence) {
                     let _ = reply.send((p.status, id));
                 }
             }
             Body::GenericNack => {
-                if let Some((_, reply)) = self.waiting.remove(&p.sequence) {
+                if let Some((_, reply, _)) = self.waiting.remove(&p.sequence) {
                     let _ = reply.send((p.status, String::new()));
                 }
             }
@@ -593,8 +604,11 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Conn<'a, S> {
                     let handler = Arc::clone(self.inbound);
                     let name = self.link.cfg.name.clone();
                     let seq = p.sequence;
-                    self.handling
-                        .spawn(async move { (seq, handler(name, *sm).await) });
+                    let busy = crate::metrics::get().in_flight(Door::Upstream);
+                    self.handling.spawn(async move {
+                        let _busy = busy;
+                        (seq, handler(name, *sm).await)
+                    });
                 } else {
                     self.send(&session_nack(status::INVBNDSTS, p.sequence))
                         .await?;

@@ -37,6 +37,7 @@ use crate::auth::Passwords;
 use crate::config::{self, Config, EsmeAccount, Live};
 use crate::limits::{PerClient, write_within};
 use crate::mail::facts::SmsFacts;
+use crate::metrics::{Door, Reason, Role};
 use crate::registry::Registry;
 use crate::spool::Writer;
 
@@ -200,11 +201,13 @@ pub async fn run(
         };
         while tasks.try_join_next().is_some() {}
         let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            crate::metrics::get().rejected(Door::Smpp, Reason::Limit);
             debug!(%peer, "smpp: too many connections; closing a new one");
             drop(stream);
             continue;
         };
         let Some(slot) = per_client.try_acquire(peer.ip()) else {
+            crate::metrics::get().rejected(Door::Smpp, Reason::Limit);
             debug!(%peer, "smpp: too many connections from this address; closing a new one");
             drop(stream);
             continue;
@@ -212,8 +215,10 @@ pub async fn run(
         let server = live.get();
         let shutdown = shutdown.clone();
         let span = tracing::info_span!("smpp", %peer);
+        let open = crate::metrics::get().connection(Door::Smpp);
         tasks.spawn(
             async move {
+                let _open = open;
                 if let Err(e) = connection(stream, peer, server, shutdown).await {
                     debug!("smpp connection: {e}");
                 }
@@ -242,6 +247,8 @@ struct Conn {
     waiting: HashMap<u32, tokio::sync::oneshot::Sender<u32>>,
     /// The next sequence_number of a PDU smsmta sends.
     next_seq: u32,
+    /// Counted in `smsmta_smpp_binds` while bound.
+    bound: Option<crate::metrics::Open>,
 }
 
 async fn connection(
@@ -265,6 +272,7 @@ async fn connection(
         receiving: None,
         waiting: HashMap::new(),
         next_seq: 1,
+        bound: None,
     };
     let result = c.serve(&shutdown).await;
     if let Some((system_id, id, _)) = c.receiving.take() {
@@ -300,6 +308,9 @@ impl Conn {
                     Err(e) => {
                         let seq = pdu::header(&buf).map_or(0, |(_, s)| s);
                         warn!("smpp: {e}; closing");
+                        if e.status() == status::INVMSGLEN {
+                            crate::metrics::get().rejected(Door::Smpp, Reason::Size);
+                        }
                         self.send(&session::nack(e.status(), seq)).await?;
                         return Ok(());
                     }
@@ -370,6 +381,13 @@ impl Conn {
                 bind,
             } => {
                 let verdict = self.server.authenticate(&bind, self.peer).await;
+                match verdict {
+                    Ok(_) => self.bound = Some(crate::metrics::get().bind(Role::Esme)),
+                    Err(status::BINDFAIL) => {
+                        crate::metrics::get().rejected(Door::Smpp, Reason::Trust);
+                    }
+                    Err(_) => crate::metrics::get().rejected(Door::Smpp, Reason::Auth),
+                }
                 info!(
                     "smpp bind {} as {}: {}",
                     kind_name(kind),
@@ -408,13 +426,17 @@ impl Conn {
                     .and_then(|a| self.server.accounts.get(&a.system_id))
                     .map_or(0, |a| a.max_rate);
                 if self.throttled(max_rate) {
+                    crate::metrics::get().rejected(Door::Smpp, Reason::Rate);
                     let p = self.session.submitted(sub.sequence, Err(status::THROTTLED));
                     return self.send(&p).await.map(|()| false);
                 }
                 let server = Arc::clone(&self.server);
                 let account = self.session.account().cloned().unwrap_or_default();
                 let peer = self.peer;
+                let m = crate::metrics::get();
+                let busy = (m.in_flight(Door::Smpp), m.window(Role::Esme));
                 self.commits.spawn(async move {
+                    let _busy = busy;
                     let seq = sub.sequence;
                     (seq, server.store(&account, sub, peer).await)
                 });

@@ -31,6 +31,7 @@ use crate::auth::Passwords;
 use crate::clock::rfc5322_date;
 use crate::config::{self, Config, Live};
 use crate::limits::{PerClient, write_within};
+use crate::metrics::{Door, Reason};
 use crate::registry::Registry;
 use crate::spool::{Origin, OriginKind, SpoolError, Writer};
 
@@ -356,6 +357,7 @@ pub async fn run(
         let server = live.get();
         // Refusals never wait on the client: one try to write, then the socket is closed.
         let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            crate::metrics::get().rejected(Door::Smtp, Reason::Limit);
             let _ = stream.try_write(b"421 4.3.2 Too many connections, try again later\r\n");
             continue;
         };
@@ -365,6 +367,7 @@ pub async fn run(
             match per_client.try_acquire(peer.ip()) {
                 Some(s) => Some(s),
                 None => {
+                    crate::metrics::get().rejected(Door::Smtp, Reason::Limit);
                     debug!(%peer, "smtp: too many connections from this address");
                     let _ = stream
                         .try_write(b"421 4.7.0 Error: too many connections from your address\r\n");
@@ -375,8 +378,10 @@ pub async fn run(
         let shutdown = shutdown.clone();
         // One span per connection: every line logged inside names the peer.
         let span = tracing::info_span!("smtp", %peer);
+        let open = crate::metrics::get().connection(Door::Smtp);
         tasks.spawn(
             async move {
+                let _open = open;
                 if let Err(e) = connection(stream, peer, &server, submission, shutdown).await {
                     debug!(%peer, "smtp connection: {e}");
                 }
@@ -452,6 +457,7 @@ fn first_step(
             .limiter
             .exceeded(&limit_key(session, peer), crate::clock::now_unix())
     {
+        crate::metrics::get().rejected(Door::Smtp, Reason::Rate);
         Step::Reply(
             "450 4.7.1 Error: too many messages from this client, try again later\r\n".into(),
         )
@@ -475,6 +481,9 @@ async fn run_step<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> std::io::Result<Option<Outcome>> {
     let idle = server.cfg.smtp.idle_timeout.0;
     loop {
+        if let Some(reason) = session.take_refusal() {
+            crate::metrics::get().rejected(Door::Smtp, reason);
+        }
         match step {
             Step::Reply(r) => {
                 out.push_str(&r);
@@ -510,8 +519,10 @@ async fn run_step<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Step::Commit(accepted) => {
                 let n = accepted.recipients.len();
+                let busy = crate::metrics::get().in_flight(Door::Smtp);
                 let r = server.commit(accepted, peer).await;
-                crate::metrics::get().received(crate::metrics::Door::Smtp, r.is_ok());
+                drop(busy);
+                crate::metrics::get().received(Door::Smtp, r.is_ok());
                 if r.is_ok() {
                     server
                         .limiter

@@ -18,6 +18,7 @@
 //! loops), RFC 2920 (PIPELINING), RFC 1870 (SIZE), RFC 6152 (8BITMIME), RFC 2034 (enhanced
 //! status codes), RFC 6531 (SMTPUTF8).
 
+use crate::metrics::Reason;
 use std::net::IpAddr;
 
 use smtp_proto::Request;
@@ -144,6 +145,8 @@ pub struct Session {
     errors: u32,
     tls: bool,
     user: Option<String>,
+    /// Why the last refusal was made, for the listener's count (taken once).
+    refused: Option<Reason>,
 }
 
 fn reply(code: u16, enhanced: &str, text: &str) -> String {
@@ -160,6 +163,7 @@ impl Session {
             tx: None,
             state: State::Command,
             errors: 0,
+            refused: None,
             tls: false,
             user: None,
         }
@@ -184,7 +188,10 @@ impl Session {
             self.user = Some(user);
             Step::Reply(reply(235, "2.7.0", "Authentication successful"))
         } else {
-            self.error(reply(535, "5.7.8", "Error: authentication failed"))
+            self.refuse(
+                Reason::Auth,
+                reply(535, "5.7.8", "Error: authentication failed"),
+            )
         }
     }
 
@@ -243,6 +250,17 @@ impl Session {
     /// Whether a mail transaction is open (MAIL given).
     pub fn in_transaction(&self) -> bool {
         self.tx.is_some()
+    }
+
+    /// Why the last refusal was made (relay, size, auth, recipient, limit), once.
+    pub fn take_refusal(&mut self) -> Option<Reason> {
+        self.refused.take()
+    }
+
+    /// A refusal for `reason`, counted as an error.
+    fn refuse(&mut self, reason: Reason, r: String) -> Step {
+        self.refused = Some(reason);
+        self.error(r)
     }
 
     fn error(&mut self, r: String) -> Step {
@@ -362,10 +380,11 @@ impl Session {
             return self.error(reply(503, "5.5.1", "Error: nested MAIL command"));
         }
         if self.cfg.auth_required && self.user.is_none() {
-            return self.error(reply(530, "5.7.0", "Authentication required"));
+            return self.refuse(Reason::Auth, reply(530, "5.7.0", "Authentication required"));
         }
         if size > self.cfg.max_message_size {
-            return self.error(reply(552, "5.3.4", "Message size exceeds fixed limit"));
+            let r = reply(552, "5.3.4", "Message size exceeds fixed limit");
+            return self.refuse(Reason::Size, r);
         }
         if sender.contains(['\r', '\n', '<', '>']) || sender.len() > 254 {
             return self.error(reply(501, "5.1.7", "Bad sender address syntax"));
@@ -378,11 +397,14 @@ impl Session {
             sender_number = entry.and_then(|u| u.number_for(&sender, &self.cfg.domains));
             let allowed = sender_number.is_some() || entry.is_some_and(|u| u.may_send_as(&sender));
             if !allowed {
-                return self.error(reply(
-                    553,
-                    "5.7.1",
-                    &format!("<{sender}>: Sender address rejected: not owned by user {user}"),
-                ));
+                return self.refuse(
+                    Reason::Auth,
+                    reply(
+                        553,
+                        "5.7.1",
+                        &format!("<{sender}>: Sender address rejected: not owned by user {user}"),
+                    ),
+                );
             }
         }
         self.tx = Some(Transaction {
@@ -398,6 +420,7 @@ impl Session {
             return self.error(reply(503, "5.5.1", "Error: need MAIL command"));
         };
         if tx.recipients.len() >= self.cfg.max_recipients {
+            self.refused = Some(Reason::Limit);
             return Step::Reply(reply(452, "4.5.3", "Error: too many recipients"));
         }
         // Trusted networks and authenticated clients may relay (RFC 5321 7.1).
@@ -411,13 +434,17 @@ impl Session {
                 }
             }
             Verdict::Relay { address } => self.add_recipient(address),
-            Verdict::NotANumber => self.error(reply(
-                550,
-                "5.1.1",
-                &format!("<{to}>: Recipient address rejected: not a phone number"),
-            )),
+            Verdict::NotANumber => self.refuse(
+                Reason::Recipient,
+                reply(
+                    550,
+                    "5.1.1",
+                    &format!("<{to}>: Recipient address rejected: not a phone number"),
+                ),
+            ),
             Verdict::RelayDenied => {
-                self.error(reply(554, "5.7.1", &format!("<{to}>: Relay access denied")))
+                let r = reply(554, "5.7.1", &format!("<{to}>: Relay access denied"));
+                self.refuse(Reason::Relay, r)
             }
             Verdict::BadAddress => self.error(reply(501, "5.1.3", "Bad recipient address syntax")),
         }
@@ -501,11 +528,14 @@ impl Session {
         if known {
             self.add_recipient(address)
         } else {
-            self.error(reply(
-                550,
-                "5.1.1",
-                &format!("<{address}>: Recipient address rejected: unknown subscriber"),
-            ))
+            self.refuse(
+                Reason::Recipient,
+                reply(
+                    550,
+                    "5.1.1",
+                    &format!("<{address}>: Recipient address rejected: unknown subscriber"),
+                ),
+            )
         }
     }
 
@@ -550,6 +580,7 @@ impl Session {
         };
         let tx = self.tx.take();
         if d.too_big {
+            self.refused = Some(Reason::Size);
             return Step::Reply(reply(552, "5.3.4", "Message size exceeds fixed limit"));
         }
         if d.long_line {
@@ -599,6 +630,7 @@ impl Session {
                 "Error: insufficient system storage, try again later",
             )),
             Err(CommitError::TooLarge) => {
+                self.refused = Some(Reason::Size);
                 Step::Reply(reply(552, "5.3.4", "Message size exceeds fixed limit"))
             }
             Err(CommitError::Failed) => {

@@ -39,6 +39,20 @@ impl Writer {
             .is_some_and(|j| j.stats().failing.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// Messages durable in the journal whose queue files the materializer has not yet
+    /// written (0 without a journal).
+    pub fn journal_backlog(&self) -> usize {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.journal.as_ref().map_or(0, |j| {
+            let s = j.stats();
+            let backlog = s
+                .committed
+                .load(Relaxed)
+                .saturating_sub(s.materialized.load(Relaxed));
+            usize::try_from(backlog).unwrap_or(usize::MAX)
+        })
+    }
+
     /// Commits `file`; returns once it is durable. Only then may the caller acknowledge.
     ///
     /// # Errors
