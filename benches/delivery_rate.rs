@@ -122,8 +122,9 @@ fn smtp_in_sip_out(rt: &tokio::runtime::Runtime) -> String {
         dir.path(),
         "warn,smsmta::app=info,smsmta::delivery=info",
         &format!(
-            "{}[delivery]\nbts = \"127.0.0.1:{bts}\"\n",
-            common::LOOPBACK
+            "{}{}[delivery]\nbts = \"127.0.0.1:{bts}\"\n",
+            common::LOOPBACK,
+            common::METRICS_ON
         ),
     );
     std::fs::create_dir_all(dir.path().join("spool")).unwrap();
@@ -131,6 +132,8 @@ fn smtp_in_sip_out(rt: &tokio::runtime::Runtime) -> String {
     let mut uas = common::sipp_uas(bts, Some(N));
     std::thread::sleep(Duration::from_millis(300));
     let serve = common::Serve::start(&cfg);
+    // Metrics on, scraped once a second as Prometheus would (issue 15).
+    let scraper = common::Scraper::start(serve.metrics.expect("the metrics endpoint"));
     let t = Instant::now();
     let smtp = serve.smtp;
     rt.block_on(async {
@@ -148,6 +151,7 @@ fn smtp_in_sip_out(rt: &tokio::runtime::Runtime) -> String {
     let total = t.elapsed();
     let _ = uas.kill();
     let _ = uas.wait();
+    let _ = scraper.finish();
     let _ = serve.stop();
     let rate = N as f64 / total.as_secs_f64();
     format!(
@@ -167,8 +171,9 @@ fn sip_in_smtp_out(rate: u32) -> String {
         dir.path(),
         "warn,smsmta::app=info,smsmta::delivery=info",
         &format!(
-            "{}[delivery]\nsmarthost = \"127.0.0.1:{sink_port}\"\n",
-            common::LOOPBACK
+            "{}{}[delivery]\nsmarthost = \"127.0.0.1:{sink_port}\"\n",
+            common::LOOPBACK,
+            common::METRICS_ON
         ),
     );
     std::fs::create_dir_all(dir.path().join("spool")).unwrap();
@@ -191,6 +196,8 @@ fn sip_in_smtp_out(rate: u32) -> String {
         );
     std::fs::write(&scen, text).unwrap();
     let serve = common::Serve::start(&cfg);
+    // Metrics on, scraped once a second as Prometheus would (issue 15).
+    let scraper = common::Scraper::start(serve.metrics.expect("the metrics endpoint"));
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
     let st = Command::new("sipp")
@@ -221,6 +228,7 @@ fn sip_in_smtp_out(rate: u32) -> String {
     let total = t.elapsed();
     let _ = sink.kill();
     let _ = sink.wait();
+    let _ = scraper.finish();
     let _ = serve.stop();
     let got = N as f64 / total.as_secs_f64();
     format!(
@@ -343,7 +351,11 @@ fn big_queue() -> Vec<String> {
     let cfg = common::config_logging(
         dir.path(),
         "warn,smsmta::app=info,smsmta::delivery=info",
-        &format!("{}[delivery]\nbts = \"127.0.0.1:1\"\n", common::LOOPBACK),
+        &format!(
+            "{}{}[delivery]\nbts = \"127.0.0.1:1\"\n",
+            common::LOOPBACK,
+            common::METRICS_ON
+        ),
     );
     let spool = Spool::open(dir.path().join("spool"), 1 << 24).unwrap();
     subscribers(dir.path(), QUEUED / PER);
@@ -379,6 +391,8 @@ fn big_queue() -> Vec<String> {
         .status();
     let t = Instant::now();
     let serve = common::Serve::start(&cfg);
+    // Metrics on, scraped once a second as Prometheus would (issue 15).
+    let scraper = common::Scraper::start(serve.metrics.expect("the metrics endpoint"));
     let ready = t.elapsed();
     let scheduled = loop {
         let line = serve
@@ -413,6 +427,7 @@ fn big_queue() -> Vec<String> {
     let drained = t.elapsed();
     let _ = uas.kill();
     let _ = uas.wait();
+    let _ = scraper.finish();
     let _ = serve.stop();
     vec![
         format!(

@@ -6,7 +6,8 @@
 //! `rate * 4` MESSAGEs (vnd.3gpp.sms hex, From an IMSI that the registry maps, as OpenBTS
 //! sends them) at `rate` per second. A step passes when no call failed, retransmissions are at
 //! most 1% of calls, and the achieved rate is at least 95% of the target. Reported: the
-//! highest passing rate of each target, and their ratio.
+//! highest passing rate of each target, and their ratio. smsmta runs twice, each on a new
+//! spool: with its metrics endpoint off, then on and scraped once a second as Prometheus would.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -125,13 +126,28 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let rates: Vec<u32> = (1..=12).map(|i| i * 2000).collect();
 
-    let config = common::config_logging(dir.path(), "warn,smsmta::app=info", common::LOOPBACK);
-    common::add_subscriber(&config, "15550001111", "001010000000001");
-    let server = common::Serve::start(&config);
-    let smsmta = ladder("smsmta", server.sip, dir.path(), &rates);
-    let _ = server.stop();
-    let spool = smsmta::spool::Spool::open(dir.path().join("spool"), 1 << 20).unwrap();
-    let queued = spool.list(smsmta::spool::Queue::Incoming).unwrap().len();
+    // smsmta twice, each on a new spool: with its metrics endpoint off, then on and scraped
+    // every second as Prometheus would (issue 15).
+    let mut results = Vec::new();
+    for metrics in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = if metrics {
+            format!("{}{}", common::LOOPBACK, common::METRICS_ON)
+        } else {
+            common::LOOPBACK.to_string()
+        };
+        let config = common::config_logging(dir.path(), "warn,smsmta::app=info", &extra);
+        common::add_subscriber(&config, "15550001111", "001010000000001");
+        let server = common::Serve::start(&config);
+        let scraper = server.metrics.map(common::Scraper::start);
+        let name = if metrics { "smsmta (metrics scraped)" } else { "smsmta (metrics off)" };
+        let passed = ladder(name, server.sip, dir.path(), &rates);
+        let scrapes = scraper.map_or(0, common::Scraper::finish);
+        let _ = server.stop();
+        let spool = smsmta::spool::Spool::open(dir.path().join("spool"), 1 << 20).unwrap();
+        let queued = spool.list(smsmta::spool::Queue::Incoming).unwrap().len();
+        results.push((name, passed, queued, scrapes));
+    }
 
     let port = common::free_port();
     let mut uas = Command::new("sipp")
@@ -161,21 +177,18 @@ fn main() {
     let _ = uas.wait();
 
     println!();
-    println!("| target | highest passing rate (MESSAGE/s) |");
-    println!("|---|---:|");
-    println!(
-        "| smsmta serve (durable 202) | {} |",
-        smsmta.map_or("none".into(), |r| r.to_string())
-    );
-    println!(
-        "| sipp UAS (202, stores nothing) | {} |",
-        sipp.map_or("none".into(), |r| r.to_string())
-    );
-    if let (Some(a), Some(b)) = (smsmta, sipp) {
-        println!(
-            "| ratio smsmta / sipp | {:.2} |",
-            f64::from(a) / f64::from(b)
-        );
+    println!("| target | highest passing rate (MESSAGE/s) | ratio to sipp |");
+    println!("|---|---:|---:|");
+    let shown = |r: Option<u32>| r.map_or("none".into(), |r| r.to_string());
+    for (name, passed, _, _) in &results {
+        let ratio = match (passed, sipp) {
+            (Some(a), Some(b)) => format!("{:.2}", f64::from(*a) / f64::from(b)),
+            _ => "-".into(),
+        };
+        println!("| {name}, durable 202 | {} | {ratio} |", shown(*passed));
     }
-    println!("messages in the spool after the smsmta ladder: {queued}");
+    println!("| sipp UAS (202, stores nothing) | {} | 1.00 |", shown(sipp));
+    for (name, _, queued, scrapes) in &results {
+        println!("{name}: {queued} messages in its spool afterwards; /metrics scraped {scrapes} times");
+    }
 }

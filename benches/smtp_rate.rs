@@ -15,7 +15,8 @@
 //! Debian packages postfix (smtp-source) and sip-tester (sipp) installed. Three rounds each, alternating; reported:
 //! accepted messages a second (min / median / max) and the ratio of the medians. Each side is
 //! run with a new connection per message (smtp-source's default) and with persistent sessions
-//! (`-d`).
+//! (`-d`). Both smsmta servers run with their metrics endpoint on, scraped once a second as
+//! Prometheus would.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -115,7 +116,9 @@ fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     // smsmta with its defaults (journal on), logging at warn, delivery off: intake only.
-    let config = common::config_logging(dir.path(), "warn,smsmta::app=info", common::LOOPBACK);
+    // Both smsmta servers run with their metrics endpoint on, scraped once a second.
+    let extra = format!("{}{}", common::LOOPBACK, common::METRICS_ON);
+    let config = common::config_logging(dir.path(), "warn,smsmta::app=info", &extra);
     // The recipient is a subscriber: unknown numbers are refused at RCPT by default.
     common::add_subscriber(&config, "15551234567", "001010000000002");
     let server = common::Serve::start(&config);
@@ -129,13 +132,16 @@ fn main() {
         dir_d.path(),
         "warn,smsmta::app=info",
         &format!(
-            "{}[delivery]\nbts = \"127.0.0.1:{bts}\"\n",
-            common::LOOPBACK
+            "{}{}[delivery]\nbts = \"127.0.0.1:{bts}\"\n",
+            common::LOOPBACK,
+            common::METRICS_ON
         ),
     );
     common::add_subscriber(&config_d, "15551234567", "001010000000002");
     let server_d = common::Serve::start(&config_d);
     let smsmta_d = server_d.smtp;
+    let scrapers = [&server, &server_d]
+        .map(|s| common::Scraper::start(s.metrics.expect("the metrics endpoint")));
 
     let pf_dir = dir.path().join("postfix");
     let pf_port = common::free_port();
@@ -167,6 +173,8 @@ fn main() {
         rows.push((persistent, a, d, b));
     }
     drop(pf);
+    let scrapes: Vec<u32> = scrapers.into_iter().map(common::Scraper::finish).collect();
+    println!("/metrics scraped once a second: {scrapes:?} times (intake only, delivering)");
     let _ = server.stop();
     let _ = server_d.stop();
     let _ = uas.kill();

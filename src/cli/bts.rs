@@ -539,6 +539,19 @@ mod tests {
         assert_eq!(lines.len(), 1);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_datagram_or_body_is_answered_or_dropped_never_a_panic(
+            datagram in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            body in "[0-9a-fA-F]{0,400}",
+        ) {
+            let mut h = Handsets::new(&["IMSI001010000000002".into()]);
+            let _ = h.take(&datagram);
+            let (ans, _) = h.take(&mt("sip:IMSI001010000000001@h", &body, "p"));
+            proptest::prop_assert!(ans.is_some());
+        }
+    }
+
     #[test]
     fn what_send_builds_is_a_message_smsmta_parses_as_an_openbts_text() {
         let bodies = submit_bodies("15551234567", &"y".repeat(200), true, 9).unwrap();

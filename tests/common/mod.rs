@@ -203,6 +203,50 @@ fn add_subscriber_with(config: &Path, msisdn: &str, imsi: &str, quiet: bool) {
 /// The `[sip]` and `[smtp]` listen lines for port 0 (append the rest of each table after).
 pub const LOOPBACK: &str = "[sip]\nlisten = \"127.0.0.1:0\"\n[smtp]\nlisten = \"127.0.0.1:0\"\n";
 
+/// The metrics endpoint on, on a port of its own (append to a config's extra TOML; the
+/// benches run with it, scraped by [`Scraper`]).
+pub const METRICS_ON: &str = "[metrics]\nenabled = true\nlisten = \"127.0.0.1:0\"\n";
+
+/// Scrapes `/metrics` once a second, as Prometheus would, until dropped; says how many
+/// scrapes answered 200.
+pub struct Scraper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u32>>,
+}
+
+impl Scraper {
+    /// Starts scraping `addr` (the server's metrics address).
+    pub fn start(addr: SocketAddr) -> Scraper {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut ok = 0;
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                if http_get(addr, "/metrics").0 == 200 {
+                    ok += 1;
+                }
+                for _ in 0..10 {
+                    if s.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            ok
+        });
+        Scraper {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops; the number of scrapes that answered 200.
+    pub fn finish(mut self) -> u32 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().map_or(0, |t| t.join().unwrap_or(0))
+    }
+}
+
 /// The whole server in-process on a temporary spool, every listener on 127.0.0.1 port 0.
 pub struct Env {
     _dir: tempfile::TempDir,
