@@ -140,7 +140,11 @@ fn main() {
         common::add_subscriber(&config, "15550001111", "001010000000001");
         let server = common::Serve::start(&config);
         let scraper = server.metrics.map(common::Scraper::start);
-        let name = if metrics { "smsmta (metrics scraped)" } else { "smsmta (metrics off)" };
+        let name = if metrics {
+            "smsmta (metrics scraped)"
+        } else {
+            "smsmta (metrics off)"
+        };
         let passed = ladder(name, server.sip, dir.path(), &rates);
         let scrapes = scraper.map_or(0, common::Scraper::finish);
         let _ = server.stop();
@@ -187,8 +191,13 @@ fn main() {
         };
         println!("| {name}, durable 202 | {} | {ratio} |", shown(*passed));
     }
-    println!("| sipp UAS (202, stores nothing) | {} | 1.00 |", shown(sipp));
+    println!(
+        "| sipp UAS (202, stores nothing) | {} | 1.00 |",
+        shown(sipp)
+    );
     for (name, _, queued, scrapes) in &results {
-        println!("{name}: {queued} messages in its spool afterwards; /metrics scraped {scrapes} times");
+        println!(
+            "{name}: {queued} messages in its spool afterwards; /metrics scraped {scrapes} times"
+        );
     }
 }
