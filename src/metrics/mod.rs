@@ -220,6 +220,20 @@ fn series<M: Clone>(
     m
 }
 
+/// A gauge family `name` with one series for each value of `label`, registered; the
+/// handles in the values' order.
+fn gauges(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    (label, values): (&'static str, &[&'static str]),
+) -> Vec<Gauge> {
+    let f = Family::<Labels, Gauge>::default();
+    let v = values.iter().map(|x| series(&f, &[(label, *x)])).collect();
+    registry.register(name, help, f);
+    v
+}
+
 impl Metrics {
     fn new() -> Metrics {
         let mut registry = Registry::with_prefix("smsmta");
@@ -323,43 +337,31 @@ impl Metrics {
             "Refusals at each door by reason (relay, rate, size, auth, trust, limit, recipient)",
             rejections_f,
         );
-        let per_door = |registry: &mut Registry, name: &str, help: &str| {
-            let f = Family::<Labels, Gauge>::default();
-            let v: Vec<Gauge> = DOORS
-                .iter()
-                .map(|(_, d)| series(&f, &[("door", *d)]))
-                .collect();
-            registry.register(name, help, f);
-            v
-        };
-        let connections = per_door(
+        let door_names: Vec<&'static str> = DOORS.iter().map(|(_, d)| *d).collect();
+        let role_names: Vec<&'static str> = ROLES.iter().map(|(_, r)| *r).collect();
+        let connections = gauges(
             &mut registry,
             "connections",
             "Open connections at each door (SIP over TCP, SMTP, SMPP; upstream: links to SMSCs)",
+            ("door", &door_names),
         );
-        let in_flight = per_door(
+        let in_flight = gauges(
             &mut registry,
             "transactions_in_flight",
             "Requests taken and not yet answered at each door (being checked or committed)",
+            ("door", &door_names),
         );
-        let per_role = |registry: &mut Registry, name: &str, help: &str| {
-            let f = Family::<Labels, Gauge>::default();
-            let v: Vec<Gauge> = ROLES
-                .iter()
-                .map(|(_, r)| series(&f, &[("role", *r)]))
-                .collect();
-            registry.register(name, help, f);
-            v
-        };
-        let binds = per_role(
+        let binds = gauges(
             &mut registry,
             "smpp_binds",
             "SMPP binds up: esme (ESMEs bound to smsmta), upstream (smsmta bound to SMSCs)",
+            ("role", &role_names),
         );
-        let window = per_role(
+        let window = gauges(
             &mut registry,
             "smpp_window_used",
             "SMPP requests outstanding (taken or sent, not yet answered), over all binds",
+            ("role", &role_names),
         );
         let unmaterialized = Gauge::default();
         registry.register(
