@@ -113,16 +113,20 @@ fn sighup_trusts_a_new_network_for_the_next_connection_keeps_open_sessions_and_r
     );
 
     // The file now trusts loopback, and names another SMTP port (which needs a restart).
-    let trusted = text.replace("10.9.9.0/24", "127.0.0.0/8").replace(
-        "listen = \"127.0.0.1:0\"\ntrusted",
-        "listen = \"127.0.0.1:1\"\ntrusted",
-    );
+    // It also turns on debug lines for SMTP.
+    let trusted = text
+        .replace("10.9.9.0/24", "127.0.0.0/8")
+        .replace(
+            "listen = \"127.0.0.1:0\"\ntrusted",
+            "listen = \"127.0.0.1:1\"\ntrusted",
+        )
+        .replace("level = \"info\"", "level = \"info,smsmta::smtp=debug\"");
     assert_ne!(trusted, text);
     std::fs::write(&cfg, &trusted).unwrap();
     hup(&serve);
     let applied = logged(&serve, "reload:", &mut seen);
     assert!(
-        applied.contains("applied smtp.trusted_networks"),
+        applied.contains("applied log.level, smtp.trusted_networks"),
         "{applied}"
     );
     let kept = logged(&serve, "needing a restart", &mut seen);
