@@ -537,7 +537,18 @@ async fn load_smsmta(window: usize) -> Duration {
 async fn main() {
     let rate = |d: Duration| f64::from(LOAD_N) / d.as_secs_f64();
     println!("load SMSC round trips (deliver_sm in, submit_sm answer out), N = {LOAD_N}");
+    // UPSTREAM_BENCH=smsmta: only smsmta against the load SMSC (for profiling it).
+    let only_smsmta = std::env::var("UPSTREAM_BENCH").is_ok_and(|v| v == "smsmta");
     for window in [10usize, 100] {
+        if only_smsmta {
+            let s = load_smsmta(window).await;
+            println!(
+                "window {window:>3}: smsmta {:>6.0}/s ({:.2} s)",
+                rate(s),
+                s.as_secs_f64()
+            );
+            continue;
+        }
         let c = load_null(window).await;
         let k = load_kannel(window).await;
         let s = load_smsmta(window).await;
@@ -552,6 +563,9 @@ async fn main() {
         );
     }
 
+    if only_smsmta {
+        return;
+    }
     println!("drive_smpp round trips (deliver_sm in, submit_sm answer out), N = {N}");
     let k = tokio::task::spawn_blocking(kannel).await.unwrap();
     let s = smsmta().await;

@@ -202,8 +202,10 @@ impl Db {
     fn ours(&self, column: &'static str, value: &str) -> Result<Option<Subscriber>, RegistryError> {
         let sql =
             format!("SELECT msisdn, imsi, email, enabled FROM subscribers WHERE {column} = ?1");
+        // Statements are kept prepared (rusqlite's cache): every text looks subscribers up.
         self.conn
-            .query_row(&sql, [value], Self::row)
+            .prepare_cached(&sql)
+            .and_then(|mut st| st.query_row([value], Self::row))
             .optional()
             .map_err(self.err())
     }
@@ -215,7 +217,10 @@ impl Db {
         let Some(c) = self.openbts.as_ref() else {
             return Ok(None);
         };
-        match c.query_row(sql, [key], |r| Ok(text_column(r.get_ref(0)?))) {
+        let row = c
+            .prepare_cached(sql)
+            .and_then(|mut st| st.query_row([key], |r| Ok(text_column(r.get_ref(0)?))));
+        match row {
             Ok(v) => Ok(v.filter(|v| !v.trim().is_empty())),
             Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
             Err(e) if is_schema_miss(&e) => Ok(None),
@@ -239,11 +244,13 @@ impl Db {
         let Some(c) = self.openbts.as_ref() else {
             return Ok(None);
         };
-        let row = c.query_row(
-            "SELECT ipaddr, port FROM sip_buddies WHERE name = ?1",
-            [imsi.name()],
-            |r| Ok((text_column(r.get_ref(0)?), int_column(r.get_ref(1)?))),
-        );
+        let row = c
+            .prepare_cached("SELECT ipaddr, port FROM sip_buddies WHERE name = ?1")
+            .and_then(|mut st| {
+                st.query_row([imsi.name()], |r| {
+                    Ok((text_column(r.get_ref(0)?), int_column(r.get_ref(1)?)))
+                })
+            });
         match row {
             Ok((ip, port)) => Ok(bts_location(ip.as_deref(), port, default_port)),
             Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
@@ -396,12 +403,47 @@ impl Db {
     pub fn bindings(&self, aor: &str, now: u64) -> Result<Vec<Binding>, RegistryError> {
         let mut st = self
             .conn
-            .prepare(
+            .prepare_cached(
                 "SELECT contact, expires FROM registrations WHERE aor = ?1 AND expires > ?2 ORDER BY expires DESC",
             )
             .map_err(self.err())?;
         let rows = st
             .query_map(params![aor, now as i64], |r| {
+                Ok(Binding {
+                    contact: r.get(0)?,
+                    expires: r.get::<_, i64>(1)? as u64,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// The live bindings of any of `aors` (a handset's IMSI, number and key: at most three),
+    /// newest expiry first, in one query.
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`].
+    pub fn bindings_of(&self, aors: &[String], now: u64) -> Result<Vec<Binding>, RegistryError> {
+        let Some(first) = aors.first() else {
+            return Ok(Vec::new());
+        };
+        if aors.len() > 3 {
+            let mut all = Vec::new();
+            for a in aors {
+                all.extend(self.bindings(a, now)?);
+            }
+            all.sort_by_key(|b| std::cmp::Reverse(b.expires));
+            return Ok(all);
+        }
+        let pick = |i: usize| aors.get(i).unwrap_or(first);
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT contact, expires FROM registrations WHERE aor IN (?1, ?2, ?3) AND expires > ?4 ORDER BY expires DESC",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map(params![pick(0), pick(1), pick(2), now as i64], |r| {
                 Ok(Binding {
                     contact: r.get(0)?,
                     expires: r.get::<_, i64>(1)? as u64,

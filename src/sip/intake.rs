@@ -91,12 +91,13 @@ impl Service {
         let cfg = self.cfg();
         let domain = cfg.sms_domain();
         let key = HandsetKey::parse(&user).or_else(|_| refuse(403, "Forbidden (bad sender)"))?;
-        if let HandsetKey::Imsi(imsi) = key {
-            let imsi = imsi.digits().to_string();
-            let i2 = imsi.clone();
+        if let HandsetKey::Imsi(i) = &key {
+            let imsi = i.digits().to_string();
+            // Through the registry's cache of known subscribers (5 s): a sender is looked
+            // up for every text.
             let sub = self
                 .registry
-                .call(move |db| db.by_imsi(&i2))
+                .subscriber(&key)
                 .await
                 .or_else(|e| refuse(503, format!("Service Unavailable ({e})")))?;
             return match (sub, self.cfg().sip.unknown_imsi) {

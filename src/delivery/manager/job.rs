@@ -740,10 +740,6 @@ pub(super) fn lookup(
     }
     aors.sort_unstable();
     aors.dedup();
-    let mut bindings = Vec::new();
-    for a in aors {
-        bindings.extend(db.bindings(&a, now)?);
-    }
-    bindings.sort_by_key(|b| std::cmp::Reverse(b.expires));
+    let bindings = db.bindings_of(&aors, now)?;
     Ok((sub, bindings, location))
 }
