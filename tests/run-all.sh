@@ -64,6 +64,14 @@ if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check aiosmtpd==1.4.6
 fi
 
+# An SMSC made with node-smpp (npm), the upstream with receipts (tests/interop_node_smpp.rs).
+apt_install nodejs node
+apt_install npm npm
+if [ ! -d tests/interop/node-smpp/node_modules/smpp ]; then
+  log "installing node-smpp from npm"
+  (cd tests/interop/node-smpp && npm ci --silent --no-audit --no-fund)
+fi
+
 # --- unit, property and integration tests (no peers) ---------------------------------------
 log "cargo test"
 cargo test
@@ -76,6 +84,7 @@ cargo test --test interop_smtp -- --ignored
 cargo test --test interop_smpp -- --ignored
 cargo test --test interop_kannel -- --ignored
 cargo test --test interop_drive_smpp -- --ignored
+cargo test --test interop_node_smpp -- --ignored
 cargo test --test metrics -- --ignored
 cargo test --test readme -- --ignored
 
