@@ -7,6 +7,9 @@
 //!
 //! **Trust.** Everything in a request is untrusted and parsed by pure code that never panics.
 //!
+//! The configuration is read per request ([`Service::cfg`]): a reload's trusted networks and
+//! limits hold from the next request on.
+//!
 //! Standards: RFC 3261 8.2 (UAS behaviour), 17.2 (server transactions), RFC 3428.
 
 use crate::metrics::{Door, Reason};

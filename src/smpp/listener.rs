@@ -16,6 +16,9 @@
 //! message is durable ([`crate::spool::Writer::commit`]); a full disk or a failed commit is
 //! ESME_RMSGQFUL, which ESMEs retry.
 //!
+//! **Reload.** Each connection takes the [`SmppServer`] in force when it is accepted (the
+//! accounts, the limits; [`SmppServer::renewed`]) and keeps it while bound.
+//!
 //! Standards: SMPP 3.4 (2.3 sessions, 2.8 windowing, 4.1 bind, 4.4 submit_sm, 4.6
 //! deliver_sm, 5.1.3 command_status).
 

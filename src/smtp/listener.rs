@@ -11,6 +11,10 @@
 //!
 //! **Shutdown.** On cancel, an idle session (or one between transactions) gets
 //! `421 4.3.2` and is closed; a session inside DATA is let finish its transaction.
+//!
+//! **Reload.** Each connection takes the [`SmtpServer`] in force when it is accepted (users,
+//! trusted networks, limits, certificate; a reload swaps it, [`SmtpServer::renewed`]) and
+//! keeps it to the end. Refusals are counted by reason (`smsmta_rejections_total`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
