@@ -2,6 +2,7 @@
 //! the next SMTP connection while a session already open goes on with the rules it began
 //! with; a key that needs a restart is reported and kept; a broken file is refused, the
 //! reason logged, and the running configuration stays.
+//! A changed `[sip] trusted_networks` holds from the next MESSAGE on.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -166,6 +167,61 @@ fn sighup_trusts_a_new_network_for_the_next_connection_keeps_open_sessions_and_r
     );
     assert!(next.rcpt(FOREIGN).starts_with("250"));
 
+    let (status, _) = serve.stop();
+    assert!(status.success());
+}
+
+/// One MESSAGE from handset IMSI001010000000001 over UDP from 127.0.0.1: the status line.
+fn sip_text(sip: SocketAddr, n: u32) -> String {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let me = sock.local_addr().unwrap();
+    let body = format!("text {n}");
+    let req = format!(
+        "MESSAGE sip:15551234567@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKrl{n}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:IMSI001010000000001@{sip}>;tag=rl{n}\r\n\
+         To: <sip:15551234567@{sip}>\r\nCall-ID: rl{n}\r\nCSeq: 1 MESSAGE\r\n\
+         Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    sock.send_to(req.as_bytes(), sip).unwrap();
+    let mut buf = [0u8; 2048];
+    loop {
+        let (k, _) = sock.recv_from(&mut buf).expect("an answer within 5 s");
+        let text = String::from_utf8_lossy(&buf[..k]).into_owned();
+        let line = text.lines().next().unwrap_or("").to_string();
+        if !line.starts_with("SIP/2.0 1") {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn sighup_changes_who_may_send_sip_from_the_next_request_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::config(
+        dir.path(),
+        "[sip]\nlisten = \"127.0.0.1:0\"\ntrusted_networks = [\"10.9.9.0/24\"]\n[smtp]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    common::add_subscriber_quietly(&cfg, "15551234567", "001010000000001");
+    let serve = Serve::start(&cfg);
+    let mut seen = 0;
+    assert!(
+        sip_text(serve.sip, 1).starts_with("SIP/2.0 403"),
+        "loopback is not trusted yet"
+    );
+    std::fs::write(&cfg, text.replace("10.9.9.0/24", "127.0.0.0/8")).unwrap();
+    hup(&serve);
+    let applied = logged(&serve, "reload:", &mut seen);
+    assert!(
+        applied.contains("applied sip.trusted_networks"),
+        "{applied}"
+    );
+    assert!(
+        sip_text(serve.sip, 2).starts_with("SIP/2.0 202"),
+        "trusted after the reload"
+    );
     let (status, _) = serve.stop();
     assert!(status.success());
 }
