@@ -14,7 +14,6 @@ mod common;
 mod peers;
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -84,17 +83,6 @@ impl Drop for Smsc {
     }
 }
 
-/// An SMS-SUBMIT in RP-DATA from handset `imsi` to `to`, asking for a status report.
-async fn submit_with_report(server: SocketAddr, imsi: &str, to: &str, text: &str) {
-    let body = common::sms_submit_hex(to, text, true);
-    let answer = common::sip_udp_request(server, |local| format!(
-        "MESSAGE sip:smsc@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKns1\r\nFrom: <sip:IMSI{imsi}@{server}>;tag=ns1\r\nTo: <sip:smsc@{server}>\r\nCall-ID: ns1\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: application/vnd.3gpp.sms\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ))
-    .await;
-    assert!(answer.starts_with("SIP/2.0 202"), "{answer}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop: needs node-smpp; run by tests/run-all.sh"]
 async fn a_node_smpp_smsc_carries_texts_both_ways_and_its_receipt_becomes_a_status_report() {
@@ -135,7 +123,7 @@ async fn a_node_smpp_smsc_carries_texts_both_ways_and_its_receipt_becomes_a_stat
     assert_eq!(resp["command_status"], 0, "{resp}");
 
     // Out: the handset's text leaves by the 44 route, asking for a receipt.
-    submit_with_report(env.udp(), "001010000000001", "447700900123", "see you at 8").await;
+    common::submit_with_report(env.udp(), "001010000000001", "447700900123", "see you at 8").await;
     let (smsc2, sub) = tokio::task::spawn_blocking(move || {
         let s = smsc.wait_for("submit_sm", 20);
         (smsc, s)

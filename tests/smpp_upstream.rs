@@ -107,17 +107,6 @@ fn text_sm(from: &str, to: &str, text: &str) -> Sm {
     }
 }
 
-/// An SMS-SUBMIT in RP-DATA from handset `imsi` to `to`, asking for a status report.
-async fn submit_with_report(server: SocketAddr, imsi: &str, to: &str, text: &str) {
-    let body = common::sms_submit_hex(to, text, true);
-    let answer = common::sip_udp_request(server, |local| format!(
-        "MESSAGE sip:smsc@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKup1\r\nFrom: <sip:IMSI{imsi}@{server}>;tag=up1\r\nTo: <sip:smsc@{server}>\r\nCall-ID: up1\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: application/vnd.3gpp.sms\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ))
-    .await;
-    assert!(answer.starts_with("SIP/2.0 202"), "{answer}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_smsc_carries_texts_both_ways_and_its_receipt_becomes_a_status_report() {
     let smsc = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -201,7 +190,7 @@ async fn an_upstream_smsc_carries_texts_both_ways_and_its_receipt_becomes_a_stat
     assert_eq!(c.deliver(stray).await, status::OK);
 
     // Out: the handset texts a UK number (route "44") and asks for a report.
-    submit_with_report(env.udp(), "001010000000001", "447700900123", "see you at 8").await;
+    common::submit_with_report(env.udp(), "001010000000001", "447700900123", "see you at 8").await;
     let first = c.recv(20).await;
     let Body::SubmitSm(sm) = &first.body else {
         panic!("{first:?}")

@@ -401,56 +401,39 @@ impl Db {
     /// # Errors
     /// [`RegistryError::Sqlite`].
     pub fn bindings(&self, aor: &str, now: u64) -> Result<Vec<Binding>, RegistryError> {
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT contact, expires FROM registrations WHERE aor = ?1 AND expires > ?2 ORDER BY expires DESC",
-            )
-            .map_err(self.err())?;
-        let rows = st
-            .query_map(params![aor, now as i64], |r| {
-                Ok(Binding {
-                    contact: r.get(0)?,
-                    expires: r.get::<_, i64>(1)? as u64,
-                })
-            })
-            .map_err(self.err())?;
-        rows.collect::<Result<_, _>>().map_err(self.err())
+        self.bindings_of(&[aor.to_string()], now)
     }
 
-    /// The live bindings of any of `aors` (a handset's IMSI, number and key: at most three),
-    /// newest expiry first, in one query.
+    /// The live bindings of any of `aors` (a handset's IMSI, number and key), newest expiry
+    /// first: one query for up to three.
     ///
     /// # Errors
     /// [`RegistryError::Sqlite`].
     pub fn bindings_of(&self, aors: &[String], now: u64) -> Result<Vec<Binding>, RegistryError> {
-        let Some(first) = aors.first() else {
-            return Ok(Vec::new());
-        };
-        if aors.len() > 3 {
-            let mut all = Vec::new();
-            for a in aors {
-                all.extend(self.bindings(a, now)?);
-            }
-            all.sort_by_key(|b| std::cmp::Reverse(b.expires));
-            return Ok(all);
-        }
-        let pick = |i: usize| aors.get(i).unwrap_or(first);
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT contact, expires FROM registrations WHERE aor IN (?1, ?2, ?3) AND expires > ?4 ORDER BY expires DESC",
+                "SELECT contact, expires FROM registrations WHERE aor IN (?1, ?2, ?3) AND expires > ?4",
             )
             .map_err(self.err())?;
-        let rows = st
-            .query_map(params![pick(0), pick(1), pick(2), now as i64], |r| {
-                Ok(Binding {
-                    contact: r.get(0)?,
-                    expires: r.get::<_, i64>(1)? as u64,
+        let mut all = Vec::new();
+        for chunk in aors.chunks(3) {
+            // A chunk of fewer than three repeats its first name in the free places.
+            let pick = |i: usize| chunk.get(i).or(chunk.first()).map_or("", String::as_str);
+            let rows = st
+                .query_map(params![pick(0), pick(1), pick(2), now as i64], |r| {
+                    Ok(Binding {
+                        contact: r.get(0)?,
+                        expires: r.get::<_, i64>(1)? as u64,
+                    })
                 })
-            })
-            .map_err(self.err())?;
-        rows.collect::<Result<_, _>>().map_err(self.err())
+                .map_err(self.err())?;
+            for row in rows {
+                all.push(row.map_err(self.err())?);
+            }
+        }
+        all.sort_by_key(|b| std::cmp::Reverse(b.expires));
+        Ok(all)
     }
 
     /// Records MESSAGEs answered 2xx (Call-ID, CSeq, From tag, end of the duplicate window)

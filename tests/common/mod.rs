@@ -487,6 +487,18 @@ pub fn sms_submit_hex(to: &str, text: &str, report: bool) -> String {
     smsmta::sms::body::hex_encode(&rp)
 }
 
+/// Sends, as handset `imsi` over UDP, an SMS-SUBMIT to `to` asking for a status report
+/// (TP-MR 42; [`sms_submit_hex`]); asserts the 202.
+pub async fn submit_with_report(server: SocketAddr, imsi: &str, to: &str, text: &str) {
+    let body = sms_submit_hex(to, text, true);
+    let answer = sip_udp_request(server, |local| format!(
+        "MESSAGE sip:smsc@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKup1\r\nFrom: <sip:IMSI{imsi}@{server}>;tag=up1\r\nTo: <sip:smsc@{server}>\r\nCall-ID: up1\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: application/vnd.3gpp.sms\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ))
+    .await;
+    assert!(answer.starts_with("SIP/2.0 202"), "{answer}");
+}
+
 /// A GET of `path` on `addr` (HTTP/1.1, one request): (status code, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
