@@ -601,10 +601,7 @@ impl Running {
         &self,
         file: Option<&std::path::Path>,
     ) -> Result<crate::config::reload::Reload, reload::ReloadError> {
-        let name = file.map_or("<embedded>".to_string(), |p| p.display().to_string());
-        let r = self.doors.reload(file);
-        reload::report(&name, &r);
-        r
+        self.doors.reload_and_report(file)
     }
 
     /// Stops accepting, lets work in flight finish (within `shutdown_timeout`), stops the
@@ -650,7 +647,11 @@ pub async fn serve(
             () = &mut shutdown => break,
             Some(()) = hup.recv() => {
                 crate::notify::reloading();
-                let _ = running.reload(file.as_deref());
+                // Off the async threads: new password tables hash a dummy password at the
+                // users' cost, and the certificate is read from disk.
+                let (doors, f) = (running.doors.clone(), file.clone());
+                let _ = tokio::task::spawn_blocking(move || doors.reload_and_report(f.as_deref()))
+                    .await;
                 crate::notify::notify("READY=1");
             }
         }

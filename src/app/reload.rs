@@ -56,6 +56,17 @@ impl Doors {
         self.apply(&new, &name)
     }
 
+    /// [`Doors::reload`], then its outcome logged ([`report`]).
+    ///
+    /// # Errors
+    /// [`ReloadError`]; nothing is changed then.
+    pub fn reload_and_report(&self, file: Option<&Path>) -> Result<Reload, ReloadError> {
+        let name = file.map_or("<embedded>".to_string(), |p| p.display().to_string());
+        let r = self.reload(file);
+        report(&name, &r);
+        r
+    }
+
     /// Applies `new`: the reloadable keys from it, the rest as running.
     ///
     /// # Errors
