@@ -43,10 +43,10 @@ use super::scheduler::{Finished, Ready, Schedule};
 use crate::clock::now_unix;
 use crate::clock::rfc5322_date;
 use crate::config::Config;
-use crate::identity::{HandsetKey, Imsi, Msisdn};
+use crate::identity::{HandsetKey, Msisdn};
 use crate::mail::to_sms::{self as text, ReportFacts, SmsContent, TextOptions};
 use crate::registry::Reachable;
-use crate::registry::{Binding, Registry, Subscriber};
+use crate::registry::Registry;
 use crate::sip::agent::SipAgent;
 use crate::smtp::agent::SmtpAgent;
 use crate::spool::{
@@ -440,8 +440,9 @@ impl Manager {
         }
     }
 
-    /// A handset registered: its messages are due now.
+    /// A handset registered: its messages are due now, and where handsets are is read again.
     fn reachable(&mut self, r: &Reachable) {
+        self.ctx.registry.forget_whereabouts();
         let now = now_unix();
         let mut n = match HandsetKey::parse(&r.aor) {
             Ok(k) => self.sched.make_due(&k.to_string(), now),

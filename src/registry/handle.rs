@@ -1,5 +1,6 @@
 //! The handle to the registry thread ([`Registry`]): jobs run on the one sqlite connection
-//! in order, over a bounded queue; and the cache of enabled subscribers in front of it.
+//! in order, over a bounded queue; and two caches in front of it: enabled subscribers (for the
+//! doors) and handsets' whereabouts (for delivery).
 
 use super::*;
 
@@ -14,11 +15,19 @@ pub const CACHE_MAX: usize = 65_536;
 /// Enabled subscribers recently found, by handset name, with when they were found.
 pub(super) type Cache = Arc<Mutex<HashMap<HandsetKey, (Subscriber, Instant)>>>;
 
+/// Recent [`Whereabouts`], by handset, with when they were read and the count of changes
+/// at the time.
+type Places = Arc<Mutex<HashMap<HandsetKey, (Whereabouts, Instant, u64)>>>;
+
 /// A handle to the registry thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Registry {
     tx: std::sync::mpsc::SyncSender<Job>,
     cache: Cache,
+    places: Places,
+    /// Writes to subscribers and bindings made through this handle ([`Db::changes`]), and
+    /// [`Registry::forget_whereabouts`].
+    changes: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -46,6 +55,7 @@ impl Registry {
         busy: Duration,
     ) -> Result<Registry, RegistryError> {
         let mut db = Db::open_with(&path, openbts.as_deref(), busy)?;
+        let changes = db.changes();
         // Bounded: a burst of requests waits for the thread instead of growing memory.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(4096);
         std::thread::Builder::new()
@@ -61,7 +71,57 @@ impl Registry {
         Ok(Registry {
             tx,
             cache: Cache::default(),
+            places: Places::default(),
+            changes,
         })
+    }
+
+    /// Where the handset `key` is ([`Db::whereabouts`]), for delivery. An answer is kept for
+    /// [`CACHE_TTL`] unless a subscriber or a binding changes meanwhile (a REGISTER, a short
+    /// code, [`Registry::forget_whereabouts`]): a delivery job then does not wait for the
+    /// registry thread. A change made by another process (`smsmta subscriber`) is seen within
+    /// `CACHE_TTL`; bindings that expire meanwhile are dropped from the answer.
+    ///
+    /// # Errors
+    /// [`RegistryError`] from the lookup (temporary: the delivery is retried).
+    pub async fn whereabouts(
+        &self,
+        key: &HandsetKey,
+        bts_port: u16,
+    ) -> Result<Whereabouts, RegistryError> {
+        let (now, unix) = (Instant::now(), crate::clock::now_unix());
+        let before = self.changes.load(Ordering::SeqCst);
+        if let Some((w, _, _)) = self
+            .places
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .filter(|(_, at, seen)| *seen == before && now.duration_since(*at) < CACHE_TTL)
+        {
+            return Ok(w.clone().at(unix));
+        }
+        let k = key.clone();
+        let found = self
+            .call(move |db| db.whereabouts(&k, bts_port, unix))
+            .await?;
+        let mut places = self
+            .places
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Kept only when nothing changed while it was read.
+        if self.changes.load(Ordering::SeqCst) == before {
+            if places.len() >= CACHE_MAX {
+                places.clear();
+            }
+            places.insert(key.clone(), (found.clone(), now, before));
+        }
+        Ok(found)
+    }
+
+    /// Forgets every cached [`Whereabouts`]: a handset attached somewhere (the OpenBTS
+    /// registry changed, an ESME bound).
+    pub fn forget_whereabouts(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The subscriber a handset name belongs to (by IMSI or by number; ours, then OpenBTS's).

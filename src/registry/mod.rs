@@ -12,6 +12,13 @@
 //! subscriber added (by any process) is known at once, and one removed or disabled is refused
 //! within `CACHE_TTL`.
 //!
+//! [`Registry::whereabouts`] keeps, for delivery, what a handset's lookup found (subscriber,
+//! bindings, OpenBTS location) for `CACHE_TTL` too, unknown numbers included (a text to a
+//! foreign number is looked up once, not for every text); any write through this registry
+//! (a REGISTER, a short code) and every "handset attached" event drops all of it at once, so
+//! a new binding is used by the next delivery; a change made by another process is seen
+//! within `CACHE_TTL`.
+//!
 //! This file holds the database ([`Db`]); `handle.rs` the thread's handle and the cache;
 //! `openbts.rs` what is read from OpenBTS's registry and the watcher.
 //!
@@ -22,6 +29,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -93,6 +101,27 @@ pub struct Binding {
     pub expires: u64,
 }
 
+/// What the registry knows of where a handset is: what delivery needs to route a text to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Whereabouts {
+    /// The subscriber behind the handset's key (ours first, then OpenBTS's), if any.
+    pub subscriber: Option<Subscriber>,
+    /// The live bindings of its addresses of record (`IMSI<imsi>`, the number, the key),
+    /// newest expiry first.
+    pub bindings: Vec<Binding>,
+    /// The BTS it last registered at (OpenBTS registry), if known.
+    pub location: Option<SocketAddr>,
+}
+
+impl Whereabouts {
+    /// The same, without the bindings that have expired by `now` (a cached answer ages).
+    #[must_use]
+    pub fn at(mut self, now: u64) -> Whereabouts {
+        self.bindings.retain(|b| b.expires > now);
+        self
+    }
+}
+
 /// Checks an MSISDN (1-15 digits, optional '+', which is dropped): [`Msisdn::parse`].
 ///
 /// # Errors
@@ -124,6 +153,9 @@ pub struct Db {
     conn: Connection,
     openbts: Option<Connection>,
     path: String,
+    /// Counts this connection's writes to subscribers and bindings: a cached answer read
+    /// before a change is not kept ([`Registry::whereabouts`]).
+    changes: Arc<AtomicU64>,
 }
 
 fn sql_err(path: &str) -> impl Fn(rusqlite::Error) -> RegistryError + '_ {
@@ -182,11 +214,65 @@ impl Db {
             conn,
             openbts,
             path: p,
+            changes: Arc::default(),
         })
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> RegistryError + '_ {
         sql_err(&self.path)
+    }
+
+    /// Notes a write to subscribers or bindings (before it is made, so that a lookup that
+    /// races it is never cached).
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The count of this connection's writes to subscribers and bindings.
+    pub(crate) fn changes(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.changes)
+    }
+
+    /// Where the handset `key` is: its subscriber, the live bindings of its addresses of
+    /// record (`IMSI<imsi>` and the number), newest first, and the BTS it last registered at
+    /// (OpenBTS registry, `bts_port` when it names none).
+    ///
+    /// # Errors
+    /// [`RegistryError::Sqlite`].
+    pub fn whereabouts(
+        &self,
+        key: &HandsetKey,
+        bts_port: u16,
+        now: u64,
+    ) -> Result<Whereabouts, RegistryError> {
+        let subscriber = match key {
+            HandsetKey::Imsi(imsi) => self.by_imsi(imsi.digits())?,
+            HandsetKey::Number(n) => self.by_msisdn(n.digits())?,
+        };
+        let imsi = match (key, &subscriber) {
+            (HandsetKey::Imsi(i), _) => Some(i.clone()),
+            (_, Some(s)) => s.imsi.as_deref().and_then(|i| Imsi::parse(i).ok()),
+            _ => None,
+        };
+        let location = match &imsi {
+            Some(i) => self.openbts_location(i, bts_port)?,
+            None => None,
+        };
+        let mut aors = vec![key.to_string()];
+        if let Some(s) = &subscriber {
+            aors.push(s.msisdn.clone());
+            if let Some(i) = &s.imsi {
+                aors.push(format!("IMSI{i}"));
+            }
+        }
+        aors.sort_unstable();
+        aors.dedup();
+        let bindings = self.bindings_of(&aors, now)?;
+        Ok(Whereabouts {
+            subscriber,
+            bindings,
+            location,
+        })
     }
 
     fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscriber> {
@@ -317,6 +403,7 @@ impl Db {
     /// # Errors
     /// [`RegistryError`] (e.g. an IMSI that belongs to another MSISDN).
     pub fn upsert(&self, s: &Subscriber) -> Result<(), RegistryError> {
+        self.changed();
         self.conn
             .execute(
                 "INSERT INTO subscribers (msisdn, imsi, email, enabled) VALUES (?1, ?2, ?3, ?4)
@@ -332,6 +419,7 @@ impl Db {
     /// # Errors
     /// [`RegistryError::Sqlite`].
     pub fn remove(&self, msisdn: &str) -> Result<bool, RegistryError> {
+        self.changed();
         Ok(self
             .conn
             .execute("DELETE FROM subscribers WHERE msisdn = ?1", [msisdn])
@@ -365,6 +453,7 @@ impl Db {
         source: &str,
         now: u64,
     ) -> Result<Vec<Binding>, RegistryError> {
+        self.changed();
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(sql_err(&path))?;
         if remove_all {
@@ -696,6 +785,53 @@ mod tests {
         assert_eq!(r.subscriber(&key).await.unwrap(), Some(s));
         let fresh = Registry::open(path, None).unwrap();
         assert_eq!(fresh.subscriber(&key).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn whereabouts_are_cached_until_a_register_or_a_forget() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("r.sqlite");
+        let r = Registry::open(path.clone(), None).unwrap();
+        let s = Subscriber {
+            msisdn: "15551234567".into(),
+            imsi: Some("001010000000001".into()),
+            email: None,
+            enabled: true,
+        };
+        let sub = s.clone();
+        r.call(move |db| db.upsert(&sub)).await.unwrap();
+        let key = HandsetKey::parse("15551234567").unwrap();
+        let w = r.whereabouts(&key, 5062).await.unwrap();
+        assert_eq!(w.subscriber, Some(s.clone()));
+        assert!(w.bindings.is_empty());
+        // A change by another process is not seen while the answer is fresh...
+        let other = Db::open(&path, None).unwrap();
+        other.remove("15551234567").unwrap();
+        assert_eq!(r.whereabouts(&key, 5062).await.unwrap(), w);
+        // ...but forget_whereabouts (a handset attached) drops every answer.
+        r.forget_whereabouts();
+        assert_eq!(r.whereabouts(&key, 5062).await.unwrap().subscriber, None);
+        other.upsert(&s).unwrap();
+        r.forget_whereabouts();
+        assert!(r.whereabouts(&key, 5062).await.unwrap().subscriber.is_some());
+        // A REGISTER through this registry is seen by the next lookup: no stale empty bindings.
+        let now = crate::clock::now_unix();
+        r.call(move |db| {
+            db.register(
+                "IMSI001010000000001",
+                &[("sip:IMSI001010000000001@127.0.0.1:5062".into(), 3600)],
+                false,
+                "test",
+                now,
+            )
+        })
+        .await
+        .unwrap();
+        let w = r.whereabouts(&key, 5062).await.unwrap();
+        assert_eq!(w.bindings.len(), 1, "{w:?}");
+        // A cached answer drops bindings that have expired since.
+        assert!(w.clone().at(now + 3600).bindings.is_empty());
+        assert_eq!(w.clone().at(now + 3599).bindings.len(), 1);
     }
 
     #[tokio::test]

@@ -134,6 +134,23 @@ impl Claims {
         }
     }
 
+    /// As [`Claims::finish`] when that needs no I/O (no copy of `id` is in `active/`):
+    /// `true` when it finished it; `false` (and nothing changed) when the caller must call
+    /// [`Claims::finish`] and remove the copy.
+    pub fn finish_unwritten(&self, id: QueueId) -> bool {
+        let mut g = self.lock();
+        let next = match g.0.get(&id).map(|c| c.0) {
+            Some(Claim::Held) => Claim::Finished,
+            Some(Claim::Writing) => Claim::FinishedDuringWrite,
+            Some(Claim::Finished | Claim::FinishedDuringWrite) | None => return true,
+            Some(Claim::Materialized) => return false,
+        };
+        if let Some(c) = g.0.get_mut(&id) {
+            c.0 = next;
+        }
+        true
+    }
+
     /// Delivery has finished with `id` and its result is durable. `true`: a copy is in
     /// `active/` and the caller removes it.
     pub fn finish(&self, id: QueueId) -> bool {
@@ -204,6 +221,34 @@ mod tests {
         assert_eq!(c.before_write(id(1)), Write::ToActive);
         assert!(!c.finish(id(1)));
         assert!(c.after_write(id(1)), "the materializer unlinks active/ID");
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn finishing_without_io_happens_only_when_nothing_was_written() {
+        let c = Claims::new(10, 1000);
+        assert!(c.try_hold(id(1), 10));
+        assert!(c.finish_unwritten(id(1)), "held only: finished in memory");
+        assert_eq!(c.before_write(id(1)), Write::Skip);
+        assert!(c.is_empty());
+
+        assert!(c.try_hold(id(2), 10));
+        assert_eq!(c.before_write(id(2)), Write::ToActive);
+        assert!(
+            c.finish_unwritten(id(2)),
+            "being written: the materializer cleans up"
+        );
+        assert!(c.after_write(id(2)), "the materializer unlinks active/ID");
+        assert!(c.is_empty());
+
+        assert!(c.try_hold(id(3), 10));
+        assert_eq!(c.before_write(id(3)), Write::ToActive);
+        assert!(!c.after_write(id(3)));
+        assert!(
+            !c.finish_unwritten(id(3)),
+            "written: the caller must remove it"
+        );
+        assert!(c.finish(id(3)), "and finish() says so, unchanged");
         assert!(c.is_empty());
     }
 

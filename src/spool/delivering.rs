@@ -58,6 +58,15 @@ impl Spool {
         }
     }
 
+    /// Settles without I/O when none is needed: a message taken from memory, with no
+    /// recipient pending, that the materializer has not written out (the journal's
+    /// checkpoint then passes it). `false`: call [`Spool::settle`] (off the async threads).
+    pub fn settle_in_memory(&self, file: &QueueFile, from: Taken) -> bool {
+        from == Taken::Memory
+            && file.pending().next().is_none()
+            && self.claims().finish_unwritten(file.id())
+    }
+
     /// Writes what a delivery did: the message is removed when no recipient is pending,
     /// else its new state goes to `deferred/`.
     ///

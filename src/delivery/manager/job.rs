@@ -407,10 +407,16 @@ impl<'a> Job<'a> {
         let id = self.file.id();
         let domains = self.cfg().domains.clone();
         let (due, keys) = schedule_facts(&self.file.envelope, &domains);
-        let spool = Arc::clone(&self.ctx.spool);
-        let file = self.file.clone();
-        let source = self.source;
-        let res = tokio::task::spawn_blocking(move || spool.settle(&file, source)).await;
+        // Most messages are delivered from memory before the materializer writes them:
+        // settled here, without a hand-off to a blocking thread.
+        let res = if self.ctx.spool.settle_in_memory(&self.file, self.source) {
+            Ok(Ok(()))
+        } else {
+            let spool = Arc::clone(&self.ctx.spool);
+            let file = self.file.clone();
+            let source = self.source;
+            tokio::task::spawn_blocking(move || spool.settle(&file, source)).await
+        };
         match res {
             Ok(Ok(())) => {
                 if let Some(due) = due {
@@ -466,14 +472,13 @@ impl<'a> Job<'a> {
         if let Some(esme) = route::esme_service(key, &self.cfg().smpp.esme) {
             return self.esme(esme.system_id.clone(), key).await;
         }
-        let k = key.clone();
         let bts_port = self.cfg().delivery.bts.port();
-        let found = self
-            .ctx
-            .registry
-            .call(move |db| lookup(db, &k, bts_port, now_unix()))
-            .await;
-        let (sub, bindings, location) = match found {
+        let found = self.ctx.registry.whereabouts(key, bts_port).await;
+        let crate::registry::Whereabouts {
+            subscriber: sub,
+            bindings,
+            location,
+        } = match found {
             Ok(x) => x,
             Err(e) => {
                 return (
@@ -700,46 +705,4 @@ pub(super) fn with_received(ctx: &Ctx, file: &QueueFile) -> Vec<u8> {
 
 pub(super) fn expired_outcome() -> Outcome {
     outcome::local(Local::Expired)
-}
-
-/// What the registry knows of a handset.
-pub(super) type Found = (
-    Option<Subscriber>,
-    Vec<Binding>,
-    Option<std::net::SocketAddr>,
-);
-
-/// The subscriber behind a handset key, the live bindings of its addresses of record
-/// (`IMSI<imsi>` and the number), newest first, and the BTS it last registered at (OpenBTS
-/// registry).
-pub(super) fn lookup(
-    db: &mut crate::registry::Db,
-    key: &HandsetKey,
-    bts_port: u16,
-    now: u64,
-) -> Result<Found, crate::registry::RegistryError> {
-    let sub = match key {
-        HandsetKey::Imsi(imsi) => db.by_imsi(imsi.digits())?,
-        HandsetKey::Number(n) => db.by_msisdn(n.digits())?,
-    };
-    let imsi = match (key, &sub) {
-        (HandsetKey::Imsi(i), _) => Some(i.clone()),
-        (_, Some(s)) => s.imsi.as_deref().and_then(|i| Imsi::parse(i).ok()),
-        _ => None,
-    };
-    let location = match &imsi {
-        Some(i) => db.openbts_location(i, bts_port)?,
-        None => None,
-    };
-    let mut aors = vec![key.to_string()];
-    if let Some(s) = &sub {
-        aors.push(s.msisdn.clone());
-        if let Some(i) = &s.imsi {
-            aors.push(format!("IMSI{i}"));
-        }
-    }
-    aors.sort_unstable();
-    aors.dedup();
-    let bindings = db.bindings_of(&aors, now)?;
-    Ok((sub, bindings, location))
 }
