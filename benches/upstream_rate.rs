@@ -7,8 +7,8 @@
 //! - Kannel: bearerbox binds to drive_smpp (transmitter and receiver, as drive_smpp.conf
 //!   does), its file store on; smsbox answers each text ("hello world", a default
 //!   sms-service).
-//! - smsmta: `smsmta serve` binds as a transmitter and a receiver (`bind = "pair"`); each text
-//!   is stored (journal, fsync) before its deliver_sm_resp, delivered over SIP to a fake BTS
+//! - smsmta: `smsmta serve` (its log, at info, to a file, as Kannel's) binds as a transmitter
+//!   and a receiver (`bind = "pair"`); each text is stored (journal, fsync) before its deliver_sm_resp, delivered over SIP to a fake BTS
 //!   handset, which answers 456 by SIP MESSAGE; that answer is stored before its 202 and leaves
 //!   through the default `[[smpp.route]]` as submit_sm. Two durable commits a round trip.
 //!
@@ -127,7 +127,7 @@ async fn smsmta() -> Duration {
     );
     common::add_subscriber(&cfg, "123", "001010000000123");
     let t0 = Instant::now();
-    let serve = common::Serve::start(&cfg);
+    let serve = common::Serve::start_logging_to(&cfg, &dir.path().join("smsmta.log"));
     let answering = answer_every_text(handset, serve.sip);
     let took = tokio::task::spawn_blocking(move || wait_done(&rx, t0))
         .await
@@ -511,10 +511,16 @@ async fn load_smsmta(window: usize) -> Duration {
         let n = SUBSCRIBER_BASE + k;
         common::add_subscriber_quietly(&cfg, &n.to_string(), &format!("0010100{n:08}"));
     }
-    let serve = common::Serve::start(&cfg);
+    let log = dir.path().join("smsmta.log");
+    let serve = common::Serve::start_logging_to(&cfg, &log);
     let answering = answer_every_text(handset, serve.sip);
     let took = LoadSmsc::run(l, LOAD_N, window).await;
     answering.abort();
+    let lines = std::fs::read_to_string(&log).map_or(0, |t| t.lines().count());
+    eprintln!(
+        "  smsmta log: {lines} lines ({:.1} a round trip)",
+        f64::from(u32::try_from(lines).unwrap_or(u32::MAX)) / f64::from(LOAD_N)
+    );
     if let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", serve.pid())) {
         let f: Vec<&str> = stat
             .rsplit(')')

@@ -58,14 +58,34 @@ pub struct SmsContent {
 
 /// Converts a queued mail (with its envelope sender) into what a handset gets.
 pub fn sms_content(raw: &[u8], envelope_sender: &str, opts: &TextOptions<'_>) -> SmsContent {
+    sms_content_and_facts(raw, envelope_sender, opts).0
+}
+
+/// As [`sms_content`], with the mail's SMS facts read in the same parse.
+pub fn sms_content_and_facts(
+    raw: &[u8],
+    envelope_sender: &str,
+    opts: &TextOptions<'_>,
+) -> (SmsContent, SmsFacts) {
     let Some(m) = super::parser(true).parse(raw) else {
-        return SmsContent {
+        let content = SmsContent {
             originator: opts.email_sender.to_string(),
             text: String::from_utf8_lossy(raw).trim().to_string(),
             report: None,
         };
+        return (content, SmsFacts::default());
     };
-    if let Some(r) = SmsFacts::from_message(&m).report.filter(|_| opts.trusted) {
+    let facts = SmsFacts::from_message(&m);
+    (content_of(&m, &facts, envelope_sender, opts), facts)
+}
+
+fn content_of(
+    m: &Message<'_>,
+    facts: &SmsFacts,
+    envelope_sender: &str,
+    opts: &TextOptions<'_>,
+) -> SmsContent {
+    if let Some(r) = facts.report.clone().filter(|_| opts.trusted) {
         return SmsContent {
             originator: opts.notice_sender.to_string(),
             text: format!(
@@ -80,7 +100,7 @@ pub fn sms_content(raw: &[u8], envelope_sender: &str, opts: &TextOptions<'_>) ->
             report: Some(r),
         };
     }
-    if let Some(summary) = dsn_summary(&m).filter(|_| opts.trusted) {
+    if let Some(summary) = dsn_summary(m).filter(|_| opts.trusted) {
         return SmsContent {
             originator: opts.notice_sender.to_string(),
             text: summary,

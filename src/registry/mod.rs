@@ -813,7 +813,13 @@ mod tests {
         assert_eq!(r.whereabouts(&key, 5062).await.unwrap().subscriber, None);
         other.upsert(&s).unwrap();
         r.forget_whereabouts();
-        assert!(r.whereabouts(&key, 5062).await.unwrap().subscriber.is_some());
+        assert!(
+            r.whereabouts(&key, 5062)
+                .await
+                .unwrap()
+                .subscriber
+                .is_some()
+        );
         // A REGISTER through this registry is seen by the next lookup: no stale empty bindings.
         let now = crate::clock::now_unix();
         r.call(move |db| {

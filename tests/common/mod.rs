@@ -83,14 +83,48 @@ impl Serve {
                 }
             }
         });
+        Serve::ready(child, &line, log)
+    }
+
+    /// Starts `smsmta --config CONFIG serve` with its log (stderr) appended to the file
+    /// `log_file`, as an operator's log file or journald would take it (the benches: no pipe
+    /// to this process); waits for the ready line there. [`Serve::log`] stays empty.
+    pub fn start_logging_to(config: &Path, log_file: &Path) -> Serve {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_file)
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["--config", config.to_str().unwrap(), "serve"])
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let line = loop {
+            let text = std::fs::read_to_string(log_file).unwrap_or_default();
+            if let Some(l) = text.lines().find(|l| l.contains("smsmta ready")) {
+                break l.to_string();
+            }
+            assert!(Instant::now() < deadline, "serve did not become ready");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Serve::ready(child, &line, std::sync::Arc::default())
+    }
+
+    fn ready(
+        child: Child,
+        line: &str,
+        log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> Serve {
         Serve {
             log,
             child,
-            sip: addr_after(&line, "sip udp ").unwrap().parse().unwrap(),
-            smtp: addr_after(&line, "smtp ").unwrap().parse().unwrap(),
-            submission: addr_after(&line, "submission ").and_then(|a| a.parse().ok()),
-            smpp: addr_after(&line, "smpp ").and_then(|a| a.parse().ok()),
-            metrics: addr_after(&line, "metrics ").and_then(|a| a.parse().ok()),
+            sip: addr_after(line, "sip udp ").unwrap().parse().unwrap(),
+            smtp: addr_after(line, "smtp ").unwrap().parse().unwrap(),
+            submission: addr_after(line, "submission ").and_then(|a| a.parse().ok()),
+            smpp: addr_after(line, "smpp ").and_then(|a| a.parse().ok()),
+            metrics: addr_after(line, "metrics ").and_then(|a| a.parse().ok()),
         }
     }
 

@@ -103,6 +103,8 @@ pub(super) struct Job<'a> {
     pub(super) file: QueueFile,
     source: Taken,
     pub(super) content: Option<SmsContent>,
+    /// The message's SMS facts (its `X-SMS-*` headers), read once per job.
+    pub(super) facts: std::sync::OnceLock<SmsFacts>,
     outbound: Option<Vec<u8>>,
     /// Recipients whose report waits for an upstream SMSC's receipt.
     pub(super) awaited: Vec<String>,
@@ -131,6 +133,7 @@ impl<'a> Job<'a> {
             file,
             source,
             content: None,
+            facts: std::sync::OnceLock::new(),
             outbound: None,
             awaited: Vec::new(),
             went_upstream: false,
@@ -139,6 +142,12 @@ impl<'a> Job<'a> {
 
     fn cfg(&self) -> &Config {
         &self.cfg
+    }
+
+    /// The message's SMS facts (parsed at the first call of the job).
+    pub(super) fn facts(&self) -> &SmsFacts {
+        self.facts
+            .get_or_init(|| SmsFacts::from_mail(&self.file.message))
     }
 
     async fn run(&mut self, forced: bool) -> Finished {
@@ -264,12 +273,15 @@ impl<'a> Job<'a> {
     /// reports.
     fn notices(&mut self, tally: &Tally, now: u64) -> Vec<QueueFile> {
         let mut notices: Vec<QueueFile> = Vec::new();
-        let notify = notice::should_notify(
-            &self.file.envelope.sender,
-            &self.file.envelope.origin,
-            &self.file.message,
-            &self.cfg().domains,
-        );
+        // Whether the sender is told of failures and delays (read from the headers only when
+        // there is something to tell).
+        let notify = (!tally.failures.is_empty() || self.delay_warning_due(now))
+            && notice::should_notify(
+                &self.file.envelope.sender,
+                &self.file.envelope.origin,
+                &self.file.message,
+                &self.cfg().domains,
+            );
         if notify && !tally.failures.is_empty() {
             notices.push(self.notice(DsnKind::Failed, &tally.failures, now));
         }
@@ -283,7 +295,7 @@ impl<'a> Job<'a> {
 
     /// A text for an ESME's service number, as deliver_sm over one of its binds.
     async fn esme(&mut self, system_id: String, key: &HandsetKey) -> (Outcome, String) {
-        let content = sms_text(self.ctx, &self.file);
+        let (content, _) = sms_text(self.ctx, &self.file);
         let sm =
             crate::smpp::agent::deliver_sm(&content.originator, &key.to_string(), &content.text);
         self.via_smpp(&system_id, sm).await
@@ -291,8 +303,8 @@ impl<'a> Job<'a> {
 
     /// A delivery receipt for an ESME, as deliver_sm over one of its binds.
     async fn receipt(&mut self, system_id: &str) -> (Outcome, String) {
-        let facts = SmsFacts::from_mail(&self.file.message);
-        let (Some(report), Some(id)) = (facts.report, facts.receipted_id) else {
+        let facts = self.facts();
+        let (Some(report), Some(id)) = (facts.report.clone(), facts.receipted_id.clone()) else {
             let why = "a receipt without its report facts".to_string();
             return (outcome::local(Local::BadEnvelope(why)), "none".into());
         };
@@ -322,9 +334,10 @@ impl<'a> Job<'a> {
         if reports.is_empty() || env.origin.kind != OriginKind::Smpp {
             return Vec::new();
         }
-        let facts = SmsFacts::from_mail(&self.file.message);
+        let facts = self.facts();
         let Some(esme) = facts
             .esme
+            .clone()
             .filter(|_| facts.status_report_request == Some(true))
         else {
             return Vec::new();
@@ -542,9 +555,17 @@ impl<'a> Job<'a> {
         };
         let reference = (self.file.id().micros() & 0xFFFF) as u16;
         let Job {
-            ctx, file, content, ..
+            ctx,
+            file,
+            content,
+            facts,
+            ..
         } = self;
-        let content = content.get_or_insert_with(|| sms_text(ctx, file));
+        let content = content.get_or_insert_with(|| {
+            let (c, f) = sms_text(ctx, file);
+            let _ = facts.set(f);
+            c
+        });
         let out = ctx.sip.deliver(&target, content, reference).await;
         (out, format!("{}[{}]", target.uri, target.addr))
     }
@@ -592,10 +613,15 @@ impl<'a> Job<'a> {
     }
 
     /// The optional "delayed" notice, once per message.
-    fn delay_warning(&mut self, notify: bool, now: u64) -> Option<QueueFile> {
+    /// Whether a delay warning is due now, the sender's wishes aside.
+    fn delay_warning_due(&self, now: u64) -> bool {
         let after = self.cfg().delivery.delay_warning.0.as_secs();
         let env = &self.file.envelope;
-        if after == 0 || !notify || env.warned || now.saturating_sub(env.arrival) < after {
+        after != 0 && !env.warned && now.saturating_sub(env.arrival) >= after
+    }
+
+    fn delay_warning(&mut self, notify: bool, now: u64) -> Option<QueueFile> {
+        if !notify || !self.delay_warning_due(now) {
             return None;
         }
         let delayed: Vec<Failure> = self
@@ -628,9 +654,10 @@ impl<'a> Job<'a> {
         {
             return Vec::new();
         }
-        let Some((mr, sent_to)) = notice::report_request(&self.file.message) else {
+        let Some((mr, sent_to)) = self.facts().report_request() else {
             return Vec::new();
         };
+        let sent_to = sent_to.map(|n| n.to_string());
         let from = format!("{}@{}", cfg.delivery.notice_sender, cfg.sms_domain());
         let id = env.id.0.to_string();
         reports
@@ -670,8 +697,9 @@ impl<'a> Job<'a> {
     }
 }
 
-/// What a handset sees of the message (computed once per job).
-pub(super) fn sms_text(ctx: &Ctx, file: &QueueFile) -> SmsContent {
+/// What a handset sees of the message (computed once per job), and the message's SMS facts
+/// (read in the same parse).
+pub(super) fn sms_text(ctx: &Ctx, file: &QueueFile) -> (SmsContent, SmsFacts) {
     let d = &ctx.cfg().delivery;
     let opts = TextOptions {
         local_domains: &ctx.cfg().domains,
@@ -685,7 +713,7 @@ pub(super) fn sms_text(ctx: &Ctx, file: &QueueFile) -> SmsContent {
         ),
         sender_number: file.envelope.origin.sender_number.as_deref(),
     };
-    text::sms_content(&file.message, &file.envelope.sender, &opts)
+    text::sms_content_and_facts(&file.message, &file.envelope.sender, &opts)
 }
 
 /// The message as it leaves for another domain (computed once per job): our Received line on

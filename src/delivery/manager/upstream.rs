@@ -46,12 +46,22 @@ impl Job<'_> {
             let why = format!("route to unknown upstream {name}");
             return (outcome::local(Local::BadEnvelope(why)), relay);
         };
-        let facts = SmsFacts::from_mail(&self.file.message);
-        let receipt = facts.status_report_request == Some(true);
         let Job {
-            ctx, file, content, ..
+            ctx,
+            file,
+            content,
+            facts,
+            ..
         } = self;
-        let content = content.get_or_insert_with(|| sms_text(ctx, file));
+        let content = content.get_or_insert_with(|| {
+            let (c, f) = sms_text(ctx, file);
+            let _ = facts.set(f);
+            c
+        });
+        let receipt = facts
+            .get_or_init(|| SmsFacts::from_mail(&file.message))
+            .status_report_request
+            == Some(true);
         let reference = (file.id().micros() & 0xFF) as u8;
         let parts = esme::submits(
             &content.originator,
