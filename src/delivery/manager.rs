@@ -76,8 +76,8 @@ pub enum Hint {
         /// Its handsets.
         keys: Vec<String>,
     },
-    /// A journaled message held for delivery from memory (spool::claims); the manager reads
-    /// its envelope.
+    /// A journaled message held for delivery from memory (spool::claims); the manager decodes
+    /// it once and hands it to its job.
     Held {
         /// The message.
         id: QueueId,
@@ -117,7 +117,7 @@ pub fn hints(spool: &Arc<Spool>, domains: Vec<String>) -> Hints {
     }));
     // Journaled commits: hold every message and deliver it from memory, so that most never
     // need a queue file (spool::claims). This runs on the journal's commit thread: no more
-    // than a table insert and a channel send; the manager reads the envelope.
+    // than a table insert and a channel send; the manager decodes the message.
     let spool_claims = Arc::clone(spool);
     spool.set_commit_hook(Box::new(move |id, bytes| {
         if !spool_claims.claims().try_hold(id, bytes.len()) {
@@ -396,7 +396,7 @@ struct Manager {
     sched: Schedule,
     jobs: JoinSet<(QueueId, Finished)>,
     /// Messages held in memory (spool::claims) until their job takes them.
-    mem: HashMap<QueueId, Vec<u8>>,
+    mem: HashMap<QueueId, QueueFile>,
     running: HashMap<tokio::task::Id, QueueId>,
 }
 
@@ -429,12 +429,19 @@ impl Manager {
         match h {
             Hint::Published { id, due, keys } => self.sched.upsert(id, due, keys),
             Hint::Held { id, bytes } => {
-                // Due when its first pending recipient is (a message that does not peek is
-                // left to the job's full decode).
-                let (due, keys) = QueueFile::peek_envelope(&bytes)
-                    .map(|env| schedule_facts(&env, &self.domains))
-                    .unwrap_or_default();
-                self.mem.insert(id, bytes);
+                // Decoded once, here; due when its first pending recipient is. A copy that
+                // does not decode is left to the job, which reads the queue file instead.
+                let (due, keys) = match QueueFile::decode(&bytes) {
+                    Ok(f) if f.id() == id => {
+                        let facts = schedule_facts(&f.envelope, &self.domains);
+                        self.mem.insert(id, f);
+                        facts
+                    }
+                    Ok(_) | Err(_) => {
+                        error!("{id}: held copy does not decode; delivering from the queue file");
+                        (None, Vec::new())
+                    }
+                };
                 self.sched.upsert(id, due.unwrap_or(0), keys);
             }
         }

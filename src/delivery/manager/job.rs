@@ -27,17 +27,10 @@ fn delay_secs(id: QueueId) -> f64 {
 pub(super) async fn deliver(
     ctx: Arc<Ctx>,
     ready: Ready,
-    held: Option<Vec<u8>>,
+    held: Option<QueueFile>,
 ) -> (QueueId, Finished) {
     let id = ready.id;
-    let from_memory = held.and_then(|b| match QueueFile::decode(&b) {
-        Ok(f) if f.id() == id => Some(f),
-        Ok(_) | Err(_) => {
-            error!("{id}: held copy does not decode; delivering from the queue file");
-            None
-        }
-    });
-    let (file, source) = match from_memory {
+    let (file, source) = match held {
         Some(f) => (f, Taken::Memory),
         None => {
             let spool = Arc::clone(&ctx.spool);

@@ -72,6 +72,9 @@ pub(super) fn run_materializer(
 /// the oldest range waiting is `MATERIALIZE_DELAY` old. One syncfs, directory fsync and
 /// checkpoint write then cover the whole burst, and messages delivered from memory meanwhile
 /// need no file at all (docs/decisions/0004).
+///
+/// It sleeps and then takes what came, rather than waiting on the channel: the committer's
+/// sends then find nobody to wake, so a busy journal costs no thread switch per flush.
 fn gather(rx: &std_mpsc::Receiver<MatMsg>, first: MatMsg) -> Vec<MatMsg> {
     let oldest = std::time::Instant::now();
     let mut msgs = vec![first];
@@ -80,9 +83,22 @@ fn gather(rx: &std_mpsc::Receiver<MatMsg>, first: MatMsg) -> Vec<MatMsg> {
         if left.is_zero() {
             break;
         }
-        match rx.recv_timeout(MATERIALIZE_IDLE.min(left)) {
-            Ok(m) => msgs.push(m),
-            Err(_) => break,
+        std::thread::sleep(MATERIALIZE_IDLE.min(left));
+        let before = msgs.len();
+        let mut closed = false;
+        while msgs.len() < MATERIALIZE_QUEUE {
+            match rx.try_recv() {
+                Ok(m) => msgs.push(m),
+                Err(std_mpsc::TryRecvError::Empty) => break,
+                Err(std_mpsc::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        // Quiet for a whole pause (or shutting down): write now.
+        if closed || msgs.len() == before {
+            break;
         }
     }
     msgs
