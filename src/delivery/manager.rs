@@ -419,7 +419,10 @@ impl Manager {
                 break;
             };
             let held = self.mem.remove(&ready.id);
-            let h = self.jobs.spawn(deliver(Arc::clone(&self.ctx), ready, held));
+            // Boxed: spawning copies a future by value, and this one is kilobytes.
+            let h = self
+                .jobs
+                .spawn(Box::pin(deliver(Arc::clone(&self.ctx), ready, held)));
             self.running.insert(h.id(), ready.id);
         }
     }

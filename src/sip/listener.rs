@@ -62,7 +62,9 @@ pub async fn run_udp(
                 // One span per request: every line logged inside names the peer.
                 let span = tracing::info_span!("sip", %peer);
                 let busy = crate::metrics::get().in_flight(Door::Sip);
-                tasks.spawn(
+                // Boxed: a request's handling is kilobytes of state, which spawning would
+                // otherwise copy, once per datagram.
+                tasks.spawn(Box::pin(
                     async move {
                         let _busy = busy;
                         if let Some(resp) = service.handle(&data, peer, Transport::Udp).await
@@ -73,7 +75,7 @@ pub async fn run_udp(
                         drop(permit);
                     }
                     .instrument(span),
-                );
+                ));
             }
             Err(_) => {
                 let now = tokio::time::Instant::now();

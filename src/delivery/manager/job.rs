@@ -55,13 +55,14 @@ pub(super) async fn deliver(
     let forced = ready.forced;
     // One span per message: every line logged inside names its queue ID.
     let span = tracing::info_span!("delivery", queue_id = %ready.id);
-    let ran = tokio::spawn(
+    // Boxed: the job's state is several kilobytes, which spawning would otherwise copy.
+    let ran = tokio::spawn(Box::pin(
         async move {
             let mut job = Job::new(&job_ctx, file, source);
             job.run(forced).await
         }
         .instrument(span),
-    )
+    ))
     .await;
     match ran {
         Ok(finished) => (id, finished),
