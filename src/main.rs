@@ -8,5 +8,8 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    smsmta::cli::run()
+    let code = smsmta::cli::run();
+    // Log lines still in memory (telemetry batches them) go out before the process ends.
+    smsmta::telemetry::flush();
+    code
 }
