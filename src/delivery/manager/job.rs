@@ -555,11 +555,7 @@ impl<'a> Job<'a> {
             facts,
             ..
         } = self;
-        let content = content.get_or_insert_with(|| {
-            let (c, f) = sms_text(ctx, file);
-            let _ = facts.set(f);
-            c
-        });
+        let content = text_once(ctx, file, content, facts);
         let out = ctx.sip.deliver(&target, content, reference).await;
         (out, format!("{}[{}]", target.uri, target.addr))
     }
@@ -689,6 +685,21 @@ impl<'a> Job<'a> {
             })
             .collect()
     }
+}
+
+/// The job's text, computed at the first call ([`sms_text`]); the SMS facts read in the same
+/// parse are kept in `facts`. (Free of `Job` so that the caller can borrow its other fields.)
+pub(super) fn text_once<'c>(
+    ctx: &Ctx,
+    file: &QueueFile,
+    content: &'c mut Option<SmsContent>,
+    facts: &std::sync::OnceLock<SmsFacts>,
+) -> &'c SmsContent {
+    content.get_or_insert_with(|| {
+        let (c, f) = sms_text(ctx, file);
+        let _ = facts.set(f);
+        c
+    })
 }
 
 /// What a handset sees of the message (computed once per job), and the message's SMS facts

@@ -53,11 +53,7 @@ impl Job<'_> {
             facts,
             ..
         } = self;
-        let content = content.get_or_insert_with(|| {
-            let (c, f) = sms_text(ctx, file);
-            let _ = facts.set(f);
-            c
-        });
+        let content = text_once(ctx, file, content, facts);
         let receipt = facts
             .get_or_init(|| SmsFacts::from_mail(&file.message))
             .status_report_request
